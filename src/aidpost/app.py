@@ -1,0 +1,86 @@
+"""Build the ASGI app of one component, or of all of them in one process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from aidpost.core import logs
+from aidpost.core.component import Component
+from aidpost.core.http import Check, build_http_app
+from aidpost.core.settings import Settings
+from aidpost.core.tokens import JwksKeySource
+from aidpost.runtime import Runtime
+
+COMPONENTS = ("auth", "organizer")
+
+
+def _make(name: str, rt: Runtime) -> Component:
+    if name == "auth":
+        from aidpost.auth.component import AuthComponent
+
+        return AuthComponent(rt)
+    if name == "organizer":
+        from aidpost.organizer.component import OrganizerComponent
+
+        return OrganizerComponent(rt)
+    raise ValueError(f"unknown component {name!r}; choose from {', '.join(COMPONENTS)}")
+
+
+def create_app(
+    settings: Settings,
+    components: Sequence[str] = COMPONENTS,
+    *,
+    runtime: Runtime | None = None,
+) -> FastAPI:
+    """The composition root: one runtime, the chosen components, one HTTP app."""
+    settings.check_production()
+    rt = runtime or Runtime(settings)
+    parts = [_make(name, rt) for name in components]
+    if "auth" not in components:
+        if not settings.core.auth_url:
+            raise ValueError("AIDPOST_AUTH_URL is required when auth runs in another process")
+        rt.use_keys(
+            JwksKeySource(settings.core.auth_url.rstrip("/") + "/auth-api/.well-known/jwks.json")
+        )
+
+    async def bus_probe() -> str:
+        if not await rt.bus.ping():
+            raise RuntimeError("bus unreachable")
+        return "reachable"
+
+    def checks() -> list[Check]:
+        out = [Check("bus", bus_probe)]
+        for part in parts:
+            out.extend(part.checks())
+        return out
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        started: list[Component] = []
+        try:
+            await rt.start()
+            for part in parts:
+                await part.start()
+                started.append(part)
+            yield
+        finally:
+            for part in reversed(started):
+                await part.stop()
+            await rt.stop()
+
+    name = components[0] if len(components) == 1 else "all"
+    app = build_http_app(name, settings.core, lifespan=lifespan, checks=checks)
+    app.state.runtime = rt
+    for part in parts:
+        for key, value in part.state().items():
+            setattr(app.state, key, value)
+        for router in part.routers():
+            app.include_router(router)
+    return app
+
+
+def configure_logging(settings: Settings) -> None:
+    logs.configure(settings.core.log_level)

@@ -1,0 +1,1 @@
+"""The auth component: credentials of both realms, signing keys, revocations."""

@@ -1,0 +1,4 @@
+from aidpost.auth.models import metadata
+from aidpost.core.migrate import run_env
+
+run_env(metadata)

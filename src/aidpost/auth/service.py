@@ -1,0 +1,157 @@
+"""Sign-in, sign-out, password change and revocation, for both realms."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from limits import parse
+from limits.aio.storage import Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aidpost.auth import credentials
+from aidpost.auth.keys import KeyStore
+from aidpost.auth.models import outbox, revocations
+from aidpost.auth.passwords import Passwords
+from aidpost.core import outbox as outbox_mod
+from aidpost.core.bus import Event
+from aidpost.core.clock import Clock
+from aidpost.core.db import Database
+from aidpost.core.errors import BadRequest, TooManyRequests, Unauthorized
+from aidpost.core.tokens import REVOCATIONS_STREAM, Principal, Realm, Revocations
+
+SIGN_IN_ERROR = "invalid email or password"
+AGENCY_NOT_APPROVED = "your agency is not approved by administrators"
+WRONG_OLD_PASSWORD = "old password is incorrect"
+
+
+@dataclass(frozen=True)
+class SignInProfile:
+    """What a realm tells auth about a user at sign-in: its public JSON and whether it may."""
+
+    user: dict[str, Any]
+    refusal: str | None = None
+
+
+ProfileLookup = Callable[[AsyncSession, int], Awaitable[SignInProfile | None]]
+
+
+@dataclass(frozen=True)
+class RealmBinding:
+    realm: Realm
+    db: Database
+    profile: ProfileLookup
+
+
+class AuthService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        keys: KeyStore,
+        passwords: Passwords,
+        realms: dict[Realm, RealmBinding],
+        revocations_cache: Revocations,
+        clock: Clock,
+        throttle_storage: Storage,
+        throttle: str,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.db, self.keys, self.passwords, self.realms = db, keys, passwords, realms
+        self.cache, self.clock, self.on_commit = revocations_cache, clock, on_commit
+        self._limiter = MovingWindowRateLimiter(throttle_storage)
+        self._throttle = parse(throttle)
+
+    async def _throttled(self, realm: str, email: str, address: str) -> bool:
+        keys = (("account", realm, credentials.normalize_email(email)), ("address", address))
+        for key in keys:
+            if not await self._limiter.test(self._throttle, "sign-in", *key):
+                return True
+        return False
+
+    async def _failed(self, realm: str, email: str, address: str) -> None:
+        await self._limiter.hit(self._throttle, "sign-in", "account", realm, email.lower().strip())
+        await self._limiter.hit(self._throttle, "sign-in", "address", address)
+
+    async def sign_in(
+        self, realm: Realm, email: str, password: str, address: str
+    ) -> dict[str, Any]:
+        """Check the password; the answer and its timing do not tell whether the email exists."""
+        if await self._throttled(realm, email, address):
+            raise TooManyRequests("too many failed sign-in attempts, try again later")
+        binding = self.realms[realm]
+        async with binding.db.session() as session:
+            row = await credentials.by_email(session, email)
+            ok = await self.passwords.verify(row.password_hash if row else None, password)
+            if not ok or row is None:
+                await self._failed(realm, email, address)
+                raise BadRequest(SIGN_IN_ERROR)
+            profile = await binding.profile(session, row.user_id)
+        if profile is None:
+            raise BadRequest(SIGN_IN_ERROR)
+        if profile.refusal:
+            raise BadRequest(profile.refusal)
+        if self.passwords.needs_rehash(row.password_hash):
+            new_hash = await self.passwords.hash(password)
+            async with binding.db.transaction() as session:
+                await credentials.set_hash(session, row.user_id, new_hash, None)
+        return {"user": profile.user, "token": self.token(realm, row.user_id)}
+
+    def token(self, realm: Realm, user_id: int) -> str:
+        """A token in ESME's prefixed form, ``<realm>:<jwt>``."""
+        return f"{realm}:{self.keys.issue(realm, user_id)}"
+
+    async def revoke(self, realm: Realm, user_id: int) -> int:
+        """Refuse every token of this user issued before now, in every component."""
+        not_before = int(self.clock.now().timestamp() * 1000) + 1
+        values = {"realm": realm, "user_id": user_id, "not_before_ms": not_before}
+        async with self.db.transaction() as session:
+            dialect = session.get_bind().dialect.name
+            ins: Any = (postgresql if dialect == "postgresql" else sqlite).insert(revocations)
+            await session.execute(
+                ins.values(**values).on_conflict_do_update(
+                    index_elements=["realm", "user_id"], set_={"not_before_ms": not_before}
+                )
+            )
+            event = Event(
+                "auth.revoked.v1",
+                {"realm": realm, "userId": user_id, "notBeforeMs": not_before},
+            )
+            await outbox_mod.publish(session, outbox, REVOCATIONS_STREAM, event)
+        self.cache.apply(realm, user_id, not_before)
+        self.on_commit()
+        return not_before
+
+    async def sign_out(self, principal: Principal) -> None:
+        await self.revoke(principal.realm, principal.user_id)
+
+    async def change_password(self, principal: Principal, old: str, new: str) -> None:
+        binding = self.realms[principal.realm]
+        async with binding.db.session() as session:
+            current = await credentials.hash_of(session, principal.user_id)
+        if current is None:
+            raise Unauthorized()
+        if not await self.passwords.verify(current, old):
+            raise BadRequest(WRONG_OLD_PASSWORD)
+        new_hash = await self.passwords.hash(new)
+        async with binding.db.transaction() as session:
+            await credentials.set_hash(session, principal.user_id, new_hash, self.clock.now())
+        await self.revoke(principal.realm, principal.user_id)
+
+    async def load_revocations(self) -> None:
+        """Fill the local cache from the table (the bus may have been trimmed)."""
+        async with self.db.session() as session:
+            for row in (await session.execute(select(revocations))).all():
+                self.cache.apply(row.realm, row.user_id, row.not_before_ms)
+
+    async def public_user(self, principal: Principal) -> dict[str, Any]:
+        binding = self.realms[principal.realm]
+        async with binding.db.session() as session:
+            profile = await binding.profile(session, principal.user_id)
+        if profile is None:
+            raise Unauthorized()
+        return profile.user

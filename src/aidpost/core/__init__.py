@@ -1,0 +1,1 @@
+"""Shared building blocks of every aidpost component: settings, db, bus, tokens, http."""

@@ -1,0 +1,351 @@
+"""The bus: append-only streams with consumer groups, at-least-once delivery.
+
+Two adapters pass one contract suite (``tests/core/test_bus_contract.py``):
+
+* ``MemoryBus`` for the one-process mode and unit tests;
+* ``RedisBus`` on Redis Streams for production (XADD / XREADGROUP / XACK / XAUTOCLAIM).
+
+Every event has a unique id; a delivery is acknowledged only after its handler succeeded,
+so a consumer that dies leaves its entries pending, and another member of the group claims
+them after ``min_idle_ms``. Handlers must therefore be idempotent (see ``inbox``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+log = logging.getLogger("aidpost.bus")
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    data: dict[str, Any]
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    time: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
+
+    def dumps(self) -> str:
+        return json.dumps({"id": self.id, "type": self.type, "time": self.time, "data": self.data})
+
+    @classmethod
+    def loads(cls, raw: str | bytes) -> Event:
+        obj = json.loads(raw)
+        return cls(type=obj["type"], data=obj["data"], id=obj["id"], time=obj["time"])
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery of an event to a group member; ``delivery_id`` is what gets acked."""
+
+    delivery_id: str
+    event: Event
+    attempts: int = 1
+
+
+class Bus(Protocol):
+    async def publish(self, stream: str, events: Sequence[Event]) -> None: ...
+
+    async def read(
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        *,
+        count: int = 100,
+        block_ms: int = 1000,
+        start: str = "0",
+    ) -> list[Delivery]: ...
+
+    async def ack(self, stream: str, group: str, delivery_ids: Sequence[str]) -> None: ...
+
+    async def claim_stale(
+        self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 100
+    ) -> list[Delivery]: ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class _Pending:
+    consumer: str
+    since: float
+    attempts: int
+
+
+@dataclass
+class _Group:
+    next_index: int
+    pending: dict[int, _Pending] = field(default_factory=dict)
+
+
+class MemoryBus:
+    """In-process bus with the delivery semantics of Redis Streams consumer groups."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._streams: dict[str, list[Event]] = {}
+        self._groups: dict[tuple[str, str], _Group] = {}
+        self._cond = asyncio.Condition()
+        self._monotonic = monotonic
+
+    async def publish(self, stream: str, events: Sequence[Event]) -> None:
+        async with self._cond:
+            self._streams.setdefault(stream, []).extend(events)
+            self._cond.notify_all()
+
+    def _group(self, stream: str, group: str, start: str) -> _Group:
+        key = (stream, group)
+        if key not in self._groups:
+            entries = self._streams.setdefault(stream, [])
+            self._groups[key] = _Group(next_index=len(entries) if start == "$" else 0)
+        return self._groups[key]
+
+    async def read(
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        *,
+        count: int = 100,
+        block_ms: int = 1000,
+        start: str = "0",
+    ) -> list[Delivery]:
+        deadline = self._monotonic() + block_ms / 1000
+        async with self._cond:
+            g = self._group(stream, group, start)
+            while True:
+                entries = self._streams[stream]
+                if g.next_index < len(entries):
+                    out = []
+                    now = self._monotonic()
+                    for index in range(g.next_index, min(len(entries), g.next_index + count)):
+                        g.pending[index] = _Pending(consumer, now, 1)
+                        out.append(Delivery(str(index), entries[index]))
+                    g.next_index += len(out)
+                    return out
+                remaining = deadline - self._monotonic()
+                if remaining <= 0:
+                    return []
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._cond.wait(), remaining)
+
+    async def ack(self, stream: str, group: str, delivery_ids: Sequence[str]) -> None:
+        g = self._groups.get((stream, group))
+        if g is None:
+            return
+        for delivery_id in delivery_ids:
+            g.pending.pop(int(delivery_id), None)
+
+    async def claim_stale(
+        self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 100
+    ) -> list[Delivery]:
+        g = self._groups.get((stream, group))
+        if g is None:
+            return []
+        now = self._monotonic()
+        out: list[Delivery] = []
+        for index, pending in sorted(g.pending.items()):
+            if len(out) >= count:
+                break
+            if (now - pending.since) * 1000 >= min_idle_ms:
+                pending.consumer, pending.since = consumer, now
+                pending.attempts += 1
+                out.append(Delivery(str(index), self._streams[stream][index], pending.attempts))
+        return out
+
+    def pending_count(self, stream: str, group: str) -> int:
+        g = self._groups.get((stream, group))
+        return 0 if g is None else len(g.pending)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
+
+class RedisBus:
+    """Redis Streams adapter. Streams are capped (approximately) at ``maxlen`` entries."""
+
+    def __init__(self, url: str, *, prefix: str = "aidpost:", maxlen: int = 1_000_000) -> None:
+        from redis.asyncio import Redis
+
+        self._redis = Redis.from_url(url, decode_responses=False)
+        self._prefix = prefix
+        self._maxlen = maxlen
+        self._groups_ready: set[tuple[str, str]] = set()
+
+    def _key(self, stream: str) -> str:
+        return self._prefix + stream
+
+    async def publish(self, stream: str, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for ev in events:
+                pipe.xadd(
+                    self._key(stream), {"e": ev.dumps()}, maxlen=self._maxlen, approximate=True
+                )
+            await pipe.execute()
+
+    async def _ensure_group(self, stream: str, group: str, start: str) -> None:
+        if (stream, group) in self._groups_ready:
+            return
+        from redis.exceptions import ResponseError
+
+        try:
+            await self._redis.xgroup_create(self._key(stream), group, id=start, mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._groups_ready.add((stream, group))
+
+    @staticmethod
+    def _deliveries(entries: Any, attempts: int = 1) -> list[Delivery]:
+        out = []
+        for entry_id, fields in entries:
+            if fields is None:  # trimmed away while pending
+                continue
+            out.append(Delivery(entry_id.decode(), Event.loads(fields[b"e"]), attempts))
+        return out
+
+    async def read(
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        *,
+        count: int = 100,
+        block_ms: int = 1000,
+        start: str = "0",
+    ) -> list[Delivery]:
+        await self._ensure_group(stream, group, start)
+        result = await self._redis.xreadgroup(
+            group, consumer, {self._key(stream): ">"}, count=count, block=max(block_ms, 1)
+        )
+        if not result:
+            return []
+        return self._deliveries(result[0][1])
+
+    async def ack(self, stream: str, group: str, delivery_ids: Sequence[str]) -> None:
+        if delivery_ids:
+            await self._redis.xack(self._key(stream), group, *delivery_ids)
+
+    async def claim_stale(
+        self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 100
+    ) -> list[Delivery]:
+        await self._ensure_group(stream, group, "0")
+        result = await self._redis.xautoclaim(
+            self._key(stream), group, consumer, min_idle_time=min_idle_ms, count=count
+        )
+        return self._deliveries(result[1], attempts=2)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def create_bus(url: str) -> Bus:
+    if url.startswith("memory:"):
+        return MemoryBus()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisBus(url)
+    raise ValueError(f"unsupported bus URL scheme: {url.split(':', 1)[0]}")
+
+
+Handler = Callable[[Event], Awaitable[None]]
+
+
+class Subscription:
+    """Runs a handler over a stream as one member of a consumer group.
+
+    An entry is acked only after its handler returned; a failing handler leaves it pending
+    and it is retried (by this or another member) once it has been idle ``min_idle_ms``.
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        stream: str,
+        group: str,
+        handler: Handler,
+        *,
+        consumer: str | None = None,
+        start: str = "0",
+        block_ms: int = 500,
+        min_idle_ms: int = 30_000,
+        batch: int = 100,
+    ) -> None:
+        self.bus, self.stream, self.group, self.handler = bus, stream, group, handler
+        self.consumer = consumer or uuid.uuid4().hex[:12]
+        self.start, self.block_ms, self.min_idle_ms, self.batch = (
+            start,
+            block_ms,
+            min_idle_ms,
+            batch,
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    async def _handle(self, deliveries: list[Delivery]) -> None:
+        done = []
+        for delivery in deliveries:
+            try:
+                await self.handler(delivery.event)
+            except Exception:
+                log.exception(
+                    "handler failed", extra={"stream": self.stream, "event_id": delivery.event.id}
+                )
+                continue
+            done.append(delivery.delivery_id)
+        await self.bus.ack(self.stream, self.group, done)
+
+    async def run_once(self, block_ms: int | None = None) -> int:
+        stale = await self.bus.claim_stale(
+            self.stream, self.group, self.consumer, min_idle_ms=self.min_idle_ms, count=self.batch
+        )
+        fresh = await self.bus.read(
+            self.stream,
+            self.group,
+            self.consumer,
+            count=self.batch,
+            block_ms=self.block_ms if block_ms is None else block_ms,
+            start=self.start,
+        )
+        await self._handle(stale + fresh)
+        return len(stale) + len(fresh)
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("bus read failed", extra={"stream": self.stream})
+                await asyncio.sleep(1)
+
+    def start_background(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name=f"sub:{self.stream}:{self.group}")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -1,0 +1,41 @@
+"""What every component gives the app builder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from fastapi import APIRouter
+
+from aidpost.core.http import Check
+
+
+class Component(Protocol):
+    name: str
+
+    def routers(self) -> Sequence[APIRouter]: ...
+
+    def state(self) -> dict[str, Any]:
+        """Objects put on ``app.state`` for this component's handlers."""
+        ...
+
+    def checks(self) -> Sequence[Check]: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def database_check(name: str, db: Any, history: str) -> Check:
+    from sqlalchemy import text
+
+    from aidpost.core.migrate import at_head
+
+    async def probe() -> str:
+        async with db.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        if not await at_head(db, history):
+            raise RuntimeError("migrations not at head")
+        return "reachable, migrations at head"
+
+    return Check(name, probe)

@@ -1,0 +1,140 @@
+"""Settings from the environment: one object per concern, one prefix per component.
+
+Every component has its own database URL. When a URL is not given, it defaults to a
+SQLite file under ``AIDPOST_DATA_DIR``; organizer and participant data never share a file.
+In production mode (``AIDPOST_ENV=production``) missing or placeholder secrets stop the
+start with a message that names the variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDERS = {"", "changethis", "change-me", "changeme", "secret", "password"}
+DEV_SUPERADMIN_PASSWORD = "superadmin-password-dev"
+DEV_API_KEY = "dev-api-key-not-for-production"
+
+
+class InsecureSettingsError(ValueError):
+    """A secret is missing or still a placeholder while running in production mode."""
+
+
+class CoreSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AIDPOST_", extra="ignore")
+
+    env: Literal["development", "production", "test"] = "development"
+    data_dir: Path = Path("./data")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    bus_url: str = "memory://"
+    redis_url: str | None = None
+    cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+    rate_limit: str = "600/minute"
+    rate_limit_storage: str = "memory://"
+    log_level: str = "INFO"
+    git_commit: str = "unknown"
+    build_time: str = "unknown"
+    # Base URL of the auth component, used by components that run apart from it.
+    auth_url: str | None = None
+    max_body_bytes: int = 1_048_576
+
+    def sqlite_url(self, name: str) -> str:
+        return f"sqlite+aiosqlite:///{(self.data_dir / f'{name}.db').as_posix()}"
+
+
+class AuthSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AIDPOST_AUTH_", extra="ignore")
+
+    database_url: str | None = None
+    token_ttl_seconds: int = 24 * 3600
+    issuer: str = "aidpost"
+    superadmin_email: str = "superadmin@aidpost.local"
+    superadmin_password: str = DEV_SUPERADMIN_PASSWORD
+    # argon2id, OWASP: m=19 MiB, t=2, p=1 (lower only for tests).
+    argon2_memory_kib: int = 19_456
+    argon2_time_cost: int = 2
+    throttle_attempts: int = 10
+    throttle_window_seconds: int = 900
+
+
+class OrganizerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AIDPOST_ORGANIZER_", extra="ignore")
+
+    database_url: str | None = None
+    api_key: str = DEV_API_KEY
+
+
+class ParticipantSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AIDPOST_PARTICIPANT_", extra="ignore")
+
+    database_url: str | None = None
+    api_key: str = DEV_API_KEY
+
+
+class Settings(BaseSettings):
+    """The whole configuration; each component reads only its own part."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    core: CoreSettings = Field(default_factory=CoreSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    organizer: OrganizerSettings = Field(default_factory=OrganizerSettings)
+    participant: ParticipantSettings = Field(default_factory=ParticipantSettings)
+
+    @model_validator(mode="after")
+    def _fill_database_urls(self) -> Settings:
+        if self.auth.database_url is None:
+            self.auth.database_url = self.core.sqlite_url("auth")
+        if self.organizer.database_url is None:
+            self.organizer.database_url = self.core.sqlite_url("organizer")
+        if self.participant.database_url is None:
+            self.participant.database_url = self.core.sqlite_url("participant")
+        if self.organizer.database_url == self.participant.database_url:
+            raise ValueError("organizer and participant data must not share a database")
+        return self
+
+    @property
+    def auth_db(self) -> str:
+        assert self.auth.database_url is not None
+        return self.auth.database_url
+
+    @property
+    def organizer_db(self) -> str:
+        assert self.organizer.database_url is not None
+        return self.organizer.database_url
+
+    @property
+    def participant_db(self) -> str:
+        assert self.participant.database_url is not None
+        return self.participant.database_url
+
+    def check_production(self) -> None:
+        """Refuse to start in production with a missing or placeholder secret."""
+        if self.core.env != "production":
+            return
+        problems = []
+        secrets = {
+            "AIDPOST_AUTH_SUPERADMIN_PASSWORD": self.auth.superadmin_password,
+            "AIDPOST_ORGANIZER_API_KEY": self.organizer.api_key,
+            "AIDPOST_PARTICIPANT_API_KEY": self.participant.api_key,
+        }
+        for name, value in secrets.items():
+            if value.strip().lower() in PLACEHOLDERS or value in {
+                DEV_SUPERADMIN_PASSWORD,
+                DEV_API_KEY,
+            }:
+                problems.append(f"{name} is missing or a placeholder")
+            elif len(value) < 16:
+                problems.append(f"{name} must be at least 16 characters")
+        if "*" in self.core.cors_origins:
+            problems.append("AIDPOST_CORS_ORIGINS must list origins, not '*'")
+        if problems:
+            raise InsecureSettingsError("refusing to start in production: " + "; ".join(problems))
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]

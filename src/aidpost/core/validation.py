@@ -1,0 +1,128 @@
+"""Field types with ESME's (class-validator's) rules and wording, for request schemas.
+
+A ``ValueError`` raised here reaches the client verbatim in the 400 message list, so each
+message starts with the field name, as class-validator's do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from typing import Annotated, Any
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BeforeValidator, Field, ValidationInfo
+
+_URL = re.compile(
+    r"^(?:(?:https?|ftp)://)?"  # scheme is optional, as validator.js allows
+    r"(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,63}"  # host with a top-level domain
+    r"(?::\d{1,5})?(?:[/?#][^\s]*)?$"
+)
+
+
+def _name(info: ValidationInfo) -> str:
+    return info.field_name or "value"
+
+
+def _string(value: Any, info: ValidationInfo) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{_name(info)} must be a string")
+    return value
+
+
+def _email(value: Any, info: ValidationInfo) -> str:
+    value = _string(value, info)
+    if len(value) > 320:
+        raise ValueError(f"{_name(info)} must be shorter than or equal to 320 characters")
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError:
+        raise ValueError(f"{_name(info)} must be an email") from None
+    return value.strip()
+
+
+def _phone(value: Any, info: ValidationInfo) -> str:
+    value = _string(value, info)
+    if len(value) > 30:
+        raise ValueError(f"{_name(info)} must be shorter than or equal to 30 characters")
+    try:
+        ok = phonenumbers.is_valid_number(phonenumbers.parse(value, None))
+    except phonenumbers.NumberParseException:
+        ok = False
+    if not ok:
+        raise ValueError(f"{_name(info)} must be a valid phone number")
+    return value
+
+
+def _url(value: Any, info: ValidationInfo) -> str:
+    value = _string(value, info)
+    if len(value) > 400 or not _URL.match(value):
+        raise ValueError(f"{_name(info)} must be a URL address")
+    return value
+
+
+def _coordinate(limit: float, word: str) -> Any:
+    def check(value: Any, info: ValidationInfo) -> float:
+        number: float | None = None
+        if isinstance(value, bool):
+            number = None
+        elif isinstance(value, int | float):
+            number = float(value)
+        elif isinstance(value, str) and len(value) <= 40:
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+        if number is None or not math.isfinite(number) or abs(number) > limit:
+            raise ValueError(f"{_name(info)} must be a {word} string or number")
+        return number
+
+    return check
+
+
+def _datetime(value: Any, info: ValidationInfo) -> dt.datetime:
+    """ISO 8601; a time without an offset is taken as UTC (ESME's UI sends local strings)."""
+    if isinstance(value, str) and len(value) <= 40:
+        text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
+        try:
+            parsed = dt.datetime.fromisoformat(text)
+        except ValueError:
+            parsed = None
+        if parsed is not None and 1 <= parsed.year <= 9998:
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    raise ValueError(f"{_name(info)} must be a valid ISO 8601 date string")
+
+
+def _int(value: Any, info: ValidationInfo) -> int:
+    """ESME parses ids with parseInt; we accept an integer or a string of digits only."""
+    if isinstance(value, bool):
+        raise ValueError(f"{_name(info)} must be an integer number")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and re.fullmatch(r"-?\d{1,18}", value.strip()):
+        number = int(value)
+    else:
+        raise ValueError(f"{_name(info)} must be an integer number")
+    if not -(2**31) <= number < 2**31:
+        raise ValueError(f"{_name(info)} must be an integer number")
+    return number
+
+
+def Text(max_length: int, *, empty: bool = False) -> Any:
+    return Annotated[
+        str,
+        BeforeValidator(_string),
+        Field(min_length=0 if empty else 1, max_length=max_length),
+    ]
+
+
+Email = Annotated[str, BeforeValidator(_email)]
+Phone = Annotated[str, BeforeValidator(_phone)]
+Url = Annotated[str, BeforeValidator(_url)]
+Latitude = Annotated[float, BeforeValidator(_coordinate(90, "latitude"))]
+Longitude = Annotated[float, BeforeValidator(_coordinate(180, "longitude"))]
+DateTime = Annotated[dt.datetime, BeforeValidator(_datetime)]
+IntId = Annotated[int, BeforeValidator(_int)]
+OrganizerPassword = Annotated[str, BeforeValidator(_string), Field(min_length=16, max_length=128)]

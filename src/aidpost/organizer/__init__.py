@@ -1,0 +1,1 @@
+"""The organizer component: agencies, staff, events, contacts, issues, comments, changelogs."""
