@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter
-from limits.storage import storage_from_string
 
 from aidpost.auth.api import auth_router, organizer_router
 from aidpost.auth.keys import KeyStore
@@ -14,7 +13,7 @@ from aidpost.auth.models import outbox
 from aidpost.auth.passwords import Passwords
 from aidpost.auth.service import AuthService, RealmBinding
 from aidpost.core.component import database_check
-from aidpost.core.http import Check, _async_storage
+from aidpost.core.http import Check, async_storage
 from aidpost.core.migrate import upgrade
 from aidpost.core.outbox import OutboxRelay
 from aidpost.core.tokens import CallableKeySource, Realm
@@ -51,7 +50,7 @@ class AuthComponent:
             realms=realms,
             revocations_cache=rt.revocations,
             clock=rt.clock,
-            throttle_storage=storage_from_string(_async_storage(s.core.rate_limit_storage)),
+            throttle_storage=async_storage(s.core.rate_limit_storage),
             throttle=f"{s.auth.throttle_attempts}/{s.auth.throttle_window_seconds} seconds",
             on_commit=self.relay.kick,
         )

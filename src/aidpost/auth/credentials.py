@@ -8,6 +8,7 @@ the reverse). Only hashes are stored; hashing happens in ``Passwords`` off the e
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Row
@@ -61,7 +62,7 @@ async def remove(session: AsyncSession, user_ids: list[int]) -> None:
         await session.execute(delete(credentials).where(credentials.c.user_id.in_(user_ids)))
 
 
-async def by_email(session: AsyncSession, email: str) -> Row[tuple[int, str]] | None:
+async def by_email(session: AsyncSession, email: str) -> Row[Any, Any] | None:
     return (
         await session.execute(
             select(credentials.c.user_id, credentials.c.password_hash).where(

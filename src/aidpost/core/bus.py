@@ -235,7 +235,8 @@ class RedisBus:
         )
         if not result:
             return []
-        return self._deliveries(result[0][1])
+        entries: Any = result[0][1]  # type: ignore[index]
+        return self._deliveries(entries)
 
     async def ack(self, stream: str, group: str, delivery_ids: Sequence[str]) -> None:
         if delivery_ids:

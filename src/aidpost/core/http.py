@@ -20,8 +20,9 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from limits import parse
-from limits.storage import storage_from_string
+from limits.aio.storage import Storage as AsyncStorage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -160,7 +161,7 @@ class RateLimitMiddleware:
     def __init__(self, app: ASGIApp, limit: str, storage_url: str) -> None:
         self.app = app
         self.limit = parse(limit)
-        self.limiter = MovingWindowRateLimiter(storage_from_string(_async_storage(storage_url)))
+        self.limiter = MovingWindowRateLimiter(async_storage(storage_url))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path", "").endswith(self.EXEMPT):
@@ -172,6 +173,13 @@ class RateLimitMiddleware:
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+def async_storage(url: str) -> AsyncStorage:
+    """A ``limits`` async storage for ``memory://`` or ``redis://`` URLs."""
+    storage = storage_from_string(_async_storage(url))
+    assert isinstance(storage, AsyncStorage)
+    return storage
 
 
 def _async_storage(url: str) -> str:

@@ -29,11 +29,12 @@ def _name(info: ValidationInfo) -> str:
 def _string(value: Any, info: ValidationInfo) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{_name(info)} must be a string")
-    return value
+    text: str = value
+    return text
 
 
-def _email(value: Any, info: ValidationInfo) -> str:
-    value = _string(value, info)
+def _email(raw: Any, info: ValidationInfo) -> str:
+    value = _string(raw, info)
     if len(value) > 320:
         raise ValueError(f"{_name(info)} must be shorter than or equal to 320 characters")
     try:
@@ -43,8 +44,8 @@ def _email(value: Any, info: ValidationInfo) -> str:
     return value.strip()
 
 
-def _phone(value: Any, info: ValidationInfo) -> str:
-    value = _string(value, info)
+def _phone(raw: Any, info: ValidationInfo) -> str:
+    value = _string(raw, info)
     if len(value) > 30:
         raise ValueError(f"{_name(info)} must be shorter than or equal to 30 characters")
     try:
@@ -56,8 +57,8 @@ def _phone(value: Any, info: ValidationInfo) -> str:
     return value
 
 
-def _url(value: Any, info: ValidationInfo) -> str:
-    value = _string(value, info)
+def _url(raw: Any, info: ValidationInfo) -> str:
+    value = _string(raw, info)
     if len(value) > 400 or not _URL.match(value):
         raise ValueError(f"{_name(info)} must be a URL address")
     return value

@@ -86,7 +86,7 @@ class OrganizerService:
             yield session, await load_actor(session, principal, allowed)
 
     @staticmethod
-    async def _all(session: AsyncSession, stmt: Select[tuple[T]]) -> Sequence[T]:
+    async def _all(session: AsyncSession, stmt: Select[T]) -> Sequence[T]:
         return (await session.scalars(stmt)).all()
 
     @staticmethod

@@ -1,0 +1,234 @@
+"""Test worlds: a fresh aidpost per test on SQLite files or on real PostgreSQL databases.
+
+Backends: every test that takes ``app``/``api`` runs on SQLite; with PostgreSQL reachable
+(``AIDPOST_TEST_POSTGRES``, default ``postgresql://postgres@127.0.0.1:5432``) it runs on
+PostgreSQL too. On CI (``CI=true``) an unreachable PostgreSQL or Redis fails the run
+instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from aidpost.app import create_app
+from aidpost.core.settings import Settings
+
+PG_URL = os.environ.get("AIDPOST_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+REDIS_URL = os.environ.get("AIDPOST_TEST_REDIS", "redis://127.0.0.1:6379/15")
+ON_CI = os.environ.get("CI", "").lower() == "true"
+SUPERADMIN = ("superadmin@test.aidpost.local", "superadmin-password-for-tests")
+PASSWORD = "correct-horse-battery-staple"  # 28 characters, ESME wants 16 to 128
+
+
+def _reachable(kind: str) -> bool:
+    import socket
+
+    host, port = ("127.0.0.1", 5432) if kind == "postgres" else ("127.0.0.1", 6379)
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require(kind: str) -> None:
+    """Skip without the server, except on CI where its absence is a failure."""
+    if not _reachable(kind):
+        if ON_CI:
+            pytest.fail(f"{kind} is not reachable on CI; tests that need it must run")
+        pytest.skip(f"{kind} not reachable")
+
+
+async def _pg_admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_URL + "/postgres")
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@dataclass
+class Databases:
+    backend: str
+    urls: dict[str, str] = field(default_factory=dict)
+    created: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def databases(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Databases]:
+    dbs = Databases(request.param)
+    if request.param == "sqlite":
+        for name in ("auth", "organizer", "participant"):
+            dbs.urls[name] = f"sqlite+aiosqlite:///{tmp_path / (name + '.db')}"
+    else:
+        require("postgres")
+        tag = uuid.uuid4().hex[:10]
+        for name in ("auth", "organizer", "participant"):
+            db = f"aidpost_test_{tag}_{name}"
+            await _pg_admin(f'CREATE DATABASE "{db}"')
+            dbs.created.append(db)
+            dbs.urls[name] = PG_URL.replace("postgresql://", "postgresql+asyncpg://") + "/" + db
+    yield dbs
+    for db in dbs.created:
+        await _pg_admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+def make_settings(dbs: Databases, tmp_path: Path, **core: Any) -> Settings:
+    env = {
+        "AIDPOST_ENV": "test",
+        "AIDPOST_DATA_DIR": str(tmp_path),
+        "AIDPOST_AUTH_DATABASE_URL": dbs.urls["auth"],
+        "AIDPOST_ORGANIZER_DATABASE_URL": dbs.urls["organizer"],
+        "AIDPOST_PARTICIPANT_DATABASE_URL": dbs.urls["participant"],
+        "AIDPOST_AUTH_SUPERADMIN_EMAIL": SUPERADMIN[0],
+        "AIDPOST_AUTH_SUPERADMIN_PASSWORD": SUPERADMIN[1],
+        # Fast hashing in tests; production keeps OWASP's argon2id parameters.
+        "AIDPOST_AUTH_ARGON2_MEMORY_KIB": "1024",
+        "AIDPOST_AUTH_ARGON2_TIME_COST": "1",
+        "AIDPOST_RATE_LIMIT": "100000/minute",
+        "AIDPOST_ORGANIZER_API_KEY": "organizer-api-key-for-tests",
+    }
+    env.update({f"AIDPOST_{k.upper()}": str(v) for k, v in core.items()})
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return Settings()
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class Api:
+    """An HTTP client on the app plus shortcuts to build a world (agencies, staff, events)."""
+
+    def __init__(self, client: httpx.AsyncClient, app: Any) -> None:
+        self.client = client
+        self.app = app
+        self._n = 0
+
+    async def request(
+        self, method: str, path: str, token: str | None = None, **kw: Any
+    ) -> httpx.Response:
+        headers = kw.pop("headers", {})
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return await self.client.request(method, "/organizer-api" + path, headers=headers, **kw)
+
+    def unique(self, prefix: str) -> str:
+        self._n += 1
+        return f"{prefix}-{self._n}-{uuid.uuid4().hex[:6]}"
+
+    async def sign_in(self, email: str, password: str = PASSWORD) -> str:
+        r = await self.request("POST", "/auth/sign-in", json={"email": email, "password": password})
+        assert r.status_code == 200, r.text
+        token: str = r.json()["token"]
+        return token
+
+    async def superadmin(self) -> str:
+        return await self.sign_in(*SUPERADMIN)
+
+    async def register_agency(self, approved: bool = True) -> tuple[int, str, str | None]:
+        """Register an agency; return (agency id, owner email, owner token if approved)."""
+        owner = self.unique("owner") + "@example.com"
+        body = {
+            "agency": {
+                "name": self.unique("Agency"),
+                "address": "Main Street 1, Warsaw",
+                "website": "https://agency.example.com",
+            },
+            "owner": {
+                "email": owner,
+                "password": PASSWORD,
+                "confirmPassword": PASSWORD,
+                "firstName": "Olga",
+                "lastName": "Owner",
+                "phoneNumber": "+48123456789",
+            },
+        }
+        r = await self.request("POST", "/agency", json=body)
+        assert r.status_code == 201, r.text
+        agency_id: int = r.json()["id"]
+        if not approved:
+            return agency_id, owner, None
+        admin = await self.superadmin()
+        r = await self.request(
+            "PATCH", f"/admin/agencies/{agency_id}/verify", admin, json={"approved": True}
+        )
+        assert r.status_code == 200, r.text
+        return agency_id, owner, await self.sign_in(owner)
+
+    def user_body(self, role: int, email: str | None = None) -> dict[str, Any]:
+        return {
+            "email": email or self.unique("user") + "@example.com",
+            "password": PASSWORD,
+            "confirmPassword": PASSWORD,
+            "firstName": "Ula",
+            "lastName": "User",
+            "phoneNumber": "+48123456789",
+            "role": role,
+        }
+
+    async def add_user(self, owner_token: str, role: int) -> tuple[int, str]:
+        """An agency user of ``role`` created by the owner; returns (id, token)."""
+        body = self.user_body(role)
+        r = await self.request("POST", "/agency/users", owner_token, json=body)
+        assert r.status_code == 201, r.text
+        return r.json()["id"], await self.sign_in(body["email"])
+
+    async def add_admin(self) -> tuple[int, str]:
+        body = self.user_body(1)
+        r = await self.request("POST", "/admin/users", await self.superadmin(), json=body)
+        assert r.status_code == 201, r.text
+        return r.json()["id"], await self.sign_in(body["email"])
+
+    def event_body(self, **overrides: Any) -> dict[str, Any]:
+        body = {
+            "name": self.unique("Festival"),
+            "description": "Open-air music festival",
+            "address": "Park 2, Warsaw",
+            "lat": 52.23,
+            "lng": 21.01,
+            "timeStart": "2026-07-01T12:00:00.000Z",
+            "timeEnd": "2026-07-03T23:00:00.000Z",
+        }
+        body.update(overrides)
+        return body
+
+    async def add_event(self, token: str, **overrides: Any) -> dict[str, Any]:
+        r = await self.request("POST", "/agency/events", token, json=self.event_body(**overrides))
+        assert r.status_code == 201, r.text
+        result: dict[str, Any] = r.json()
+        return result
+
+
+@pytest.fixture
+def settings(databases: Databases, tmp_path: Path) -> Settings:
+    return make_settings(databases, tmp_path)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Any]:
+    application = create_app(settings)
+    async with LifespanManager(application, startup_timeout=60, shutdown_timeout=30):
+        yield application
+
+
+@pytest.fixture
+async def api(app: Any) -> AsyncIterator[Api]:
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 1234))
+    async with httpx.AsyncClient(transport=transport, base_url="http://aidpost.test") as client:
+        yield Api(client, app)
