@@ -1,0 +1,62 @@
+"""A real ``aidpost serve`` process on a free loopback port, for black-box tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serve(data_dir: Path, env: dict[str, str] | None = None, *args: str) -> Iterator[str]:
+    port = free_port()
+    full_env = {
+        **os.environ,
+        "AIDPOST_DATA_DIR": str(data_dir),
+        "AIDPOST_AUTH_ARGON2_MEMORY_KIB": "1024",
+        "AIDPOST_AUTH_ARGON2_TIME_COST": "1",
+        **(env or {}),
+    }
+    log = (data_dir / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aidpost.cli", "serve", "--port", str(port), *args],
+        env=full_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError((data_dir / "server.log").read_text()[-3000:])
+            try:
+                if httpx.get(base + "/status", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("server did not become ready")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
