@@ -245,10 +245,18 @@ class RedisBus:
     async def claim_stale(
         self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 100
     ) -> list[Delivery]:
-        await self._ensure_group(stream, group, "0")
-        result = await self._redis.xautoclaim(
-            self._key(stream), group, consumer, min_idle_time=min_idle_ms, count=count
-        )
+        from redis.exceptions import ResponseError
+
+        # No group yet means nothing is pending. Creating it here would pin its start to "0"
+        # and defeat a later read(start="$") (Subscription claims before it reads).
+        try:
+            result = await self._redis.xautoclaim(
+                self._key(stream), group, consumer, min_idle_time=min_idle_ms, count=count
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            return []
         return self._deliveries(result[1], attempts=2)
 
     async def ping(self) -> bool:

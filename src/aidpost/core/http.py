@@ -99,6 +99,7 @@ class ObservabilityMiddleware:
             access_log.info(
                 "request",
                 extra={
+                    "request_id": rid,
                     "method": method,
                     "path": scope.get("path"),
                     "status": status,
@@ -129,28 +130,35 @@ class BodyLimitMiddleware:
                     await self._refuse(scope, receive, send)
                     return
         received = 0
+        refused = False
+        started = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if refused:
+                return  # we already answered 413; drop whatever the app says after
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge
+                if received > self.max_bytes and not refused:
+                    if not started:
+                        await self._refuse(scope, receive, send)
+                    refused = True
+                    # Tell the app the client is gone, so it stops reading and answering.
+                    return {"type": "http.disconnect"}
             return message
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await self._refuse(scope, receive, send)
+        await self.app(scope, limited_receive, guarded_send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = errors.error_response(413, f"request body over {self.max_bytes} bytes")
         await response(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class RateLimitMiddleware:

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
@@ -22,7 +23,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        rid = request_id.get()
+        rid = getattr(record, "request_id", None) or request_id.get()
         if rid:
             out["request_id"] = rid
         for key, value in record.__dict__.items():
@@ -33,12 +34,30 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+def _stamp_request_id(
+    factory: Callable[..., logging.LogRecord],
+) -> Callable[..., logging.LogRecord]:
+    """Records remember the request id of the task that created them."""
+
+    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        if not hasattr(record, "request_id"):
+            record.request_id = request_id.get()
+        return record
+
+    return make
+
+
 def configure(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    if not getattr(logging.getLogRecordFactory(), "_aidpost", False):
+        factory = _stamp_request_id(logging.getLogRecordFactory())
+        factory._aidpost = True  # type: ignore[attr-defined]
+        logging.setLogRecordFactory(factory)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

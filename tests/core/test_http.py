@@ -1,0 +1,168 @@
+"""The HTTP boilerplate every component gets: operations routes, errors, limits, CORS, logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from aidpost.app import create_app
+from aidpost.core.settings import InsecureSettingsError, Settings
+from tests.conftest import Api, Databases, make_settings
+
+
+async def test_status_reports_every_check(api: Api) -> None:
+    r = await api.client.get("/status")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["live"] is True and body["ready"] is True
+    assert set(body["checks"]) == {"bus", "auth_db", "auth_organizer_db", "organizer_db"}
+    assert all(c["ok"] for c in body["checks"].values())
+
+
+async def test_status_is_503_when_migrations_are_not_at_head(api: Api) -> None:
+    from sqlalchemy import text
+
+    db = api.app.state.organizer.db
+    async with db.engine.begin() as conn:
+        await conn.execute(text("DELETE FROM alembic_version_organizer"))
+    r = await api.client.get("/status")
+    assert r.status_code == 503
+    assert r.json()["ready"] is False and r.json()["live"] is True
+    assert r.json()["checks"]["organizer_db"] == {"ok": False, "detail": "migrations not at head"}
+
+
+async def test_version_and_metrics(api: Api) -> None:
+    r = await api.client.get("/version")
+    assert set(r.json()) == {"version", "commit", "buildTime"}
+    await api.client.get("/organizer-api/profile")
+    metrics = (await api.client.get("/metrics")).text
+    assert "aidpost_http_requests_total" in metrics
+    assert 'route="/organizer-api/profile"' in metrics and 'status="403"' in metrics
+
+
+async def test_openapi_and_docs_are_served(api: Api) -> None:
+    spec = (await api.client.get("/openapi.json")).json()
+    ids = [op["operationId"] for path in spec["paths"].values() for op in path.values()]
+    assert len(ids) == len(set(ids)), "operation ids must be unique"
+    assert "organizerSignIn" in ids and "registerAgency" in ids
+    assert (await api.client.get("/docs")).status_code == 200
+
+
+async def test_unknown_route_in_esme_shape(api: Api) -> None:
+    r = await api.client.get("/organizer-api/nope")
+    assert r.status_code == 404
+    assert r.json() == {
+        "statusCode": 404,
+        "message": "Cannot GET /organizer-api/nope",
+        "error": "Not Found",
+    }
+    r = await api.client.put("/organizer-api/profile")
+    assert r.status_code == 405 and r.json()["statusCode"] == 405
+
+
+async def test_request_id_is_echoed_and_logged(api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="aidpost.access")
+    r = await api.client.get("/version", headers={"X-Request-ID": "trace-me-42"})
+    assert r.headers["x-request-id"] == "trace-me-42"
+    generated = (await api.client.get("/version")).headers["x-request-id"]
+    assert len(generated) == 32
+    from aidpost.core.logs import JsonFormatter
+
+    lines = [json.loads(JsonFormatter().format(rec)) for rec in caplog.records]
+    assert any(line.get("request_id") == "trace-me-42" and line["status"] == 200 for line in lines)
+
+
+async def test_body_over_the_limit_is_413_before_parsing(api: Api) -> None:
+    big = b'{"email":"' + b"a" * (1024 * 1024) + b'"}'
+    r = await api.client.post(
+        "/organizer-api/auth/sign-in", content=big, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 413 and r.json()["statusCode"] == 413
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(40):
+            yield b"x" * 65536
+
+    r = await api.client.post("/organizer-api/auth/sign-in", content=chunks())
+    assert r.status_code == 413
+
+
+async def test_cors_preflight_from_another_origin(api: Api) -> None:
+    r = await api.client.options(
+        "/organizer-api/auth/sign-in",
+        headers={
+            "Origin": "http://organizer-ui.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+    )
+    assert r.status_code == 200
+    assert r.headers["access-control-allow-origin"] in ("*", "http://organizer-ui.example")
+
+
+async def test_rate_limit_per_address(databases: Databases, tmp_path: Path) -> None:
+    settings = make_settings(databases, tmp_path, rate_limit="5/minute")
+    app = create_app(settings)
+    async with LifespanManager(app):
+        for address, expected in (("198.51.100.1", [200] * 5 + [429]), ("198.51.100.2", [200])):
+            transport = httpx.ASGITransport(app=app, client=(address, 1))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                codes = [
+                    (await client.get("/organizer-api/api/events/1")).status_code != 429
+                    and 200
+                    or 429
+                    for _ in expected
+                ]
+            assert codes == expected
+        # operations routes are never limited: probes must always get through
+        transport = httpx.ASGITransport(app=app, client=("198.51.100.1", 1))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            assert (await client.get("/status")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({}, "AIDPOST_AUTH_SUPERADMIN_PASSWORD is missing or a placeholder"),
+        ({"AIDPOST_AUTH_SUPERADMIN_PASSWORD": "changethis"}, "AIDPOST_AUTH_SUPERADMIN_PASSWORD"),
+        ({"AIDPOST_ORGANIZER_API_KEY": "short"}, "AIDPOST_ORGANIZER_API_KEY must be at least 16"),
+        ({"AIDPOST_CORS_ORIGINS": '["*"]'}, "AIDPOST_CORS_ORIGINS"),
+    ],
+)
+def test_production_refuses_weak_secrets(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], fragment: str
+) -> None:
+    strong = {
+        "AIDPOST_ENV": "production",
+        "AIDPOST_AUTH_SUPERADMIN_PASSWORD": "x7-Strong-Superadmin-Secret",
+        "AIDPOST_ORGANIZER_API_KEY": "k" * 32,
+        "AIDPOST_PARTICIPANT_API_KEY": "p" * 32,
+        "AIDPOST_CORS_ORIGINS": '["https://organizer.example"]',
+    }
+    for key, value in {**strong, **env}.items():
+        monkeypatch.setenv(key, value)
+    if not env:
+        monkeypatch.delenv("AIDPOST_AUTH_SUPERADMIN_PASSWORD")
+    with pytest.raises(InsecureSettingsError, match=fragment):
+        Settings().check_production()
+
+
+def test_production_accepts_strong_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIDPOST_ENV", "production")
+    monkeypatch.setenv("AIDPOST_AUTH_SUPERADMIN_PASSWORD", "x7-Strong-Superadmin-Secret")
+    monkeypatch.setenv("AIDPOST_ORGANIZER_API_KEY", "k" * 32)
+    monkeypatch.setenv("AIDPOST_PARTICIPANT_API_KEY", "p" * 32)
+    monkeypatch.setenv("AIDPOST_CORS_ORIGINS", '["https://organizer.example"]')
+    Settings().check_production()
+
+
+def test_organizer_and_participant_never_share_a_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIDPOST_ORGANIZER_DATABASE_URL", "sqlite+aiosqlite:///same.db")
+    monkeypatch.setenv("AIDPOST_PARTICIPANT_DATABASE_URL", "sqlite+aiosqlite:///same.db")
+    with pytest.raises(ValueError, match="must not share"):
+        Settings()
