@@ -14,7 +14,7 @@ from aidpost.core.settings import Settings
 from aidpost.core.tokens import JwksKeySource
 from aidpost.runtime import Runtime
 
-COMPONENTS = ("auth", "organizer")
+COMPONENTS = ("auth", "organizer", "participant")
 
 
 def _make(name: str, rt: Runtime) -> Component:
@@ -26,6 +26,10 @@ def _make(name: str, rt: Runtime) -> Component:
         from aidpost.organizer.component import OrganizerComponent
 
         return OrganizerComponent(rt)
+    if name == "participant":
+        from aidpost.participant.component import ParticipantComponent
+
+        return ParticipantComponent(rt)
     raise ValueError(f"unknown component {name!r}; choose from {', '.join(COMPONENTS)}")
 
 

@@ -20,7 +20,9 @@ async def test_status_reports_every_check(api: Api) -> None:
     assert r.status_code == 200
     body = r.json()
     assert body["live"] is True and body["ready"] is True
-    assert set(body["checks"]) == {"bus", "auth_db", "auth_organizer_db", "organizer_db"}
+    assert set(body["checks"]) == {
+        "bus", "auth_db", "auth_organizer_db", "auth_participant_db", "organizer_db", "participant_db"
+    }  # fmt: skip
     assert all(c["ok"] for c in body["checks"].values())
 
 

@@ -8,7 +8,9 @@ from fastapi import APIRouter, Request, Response
 
 from aidpost.auth.schemas import OrganizerChangePassword, SignIn
 from aidpost.auth.service import AuthService
-from aidpost.core.deps import OrganizerPrincipal, client_address
+from aidpost.core.deps import OrganizerPrincipal, ParticipantPrincipal, client_address
+from aidpost.participant import schemas as participant_schemas
+from aidpost.participant.schemas import parse
 
 
 def service(request: Request) -> AuthService:
@@ -17,6 +19,7 @@ def service(request: Request) -> AuthService:
 
 
 organizer_router = APIRouter(prefix="/organizer-api", tags=["organizer auth"])
+participant_router = APIRouter(prefix="/participant-api", tags=["participant auth"])
 auth_router = APIRouter(prefix="/auth-api", tags=["auth"])
 
 
@@ -42,6 +45,39 @@ async def organizer_change_password(
     body: OrganizerChangePassword, principal: OrganizerPrincipal, request: Request
 ) -> dict[str, Any]:
     """Change the password (the old one must be right); earlier tokens stop working."""
+    svc = service(request)
+    await svc.change_password(principal, body.oldPassword, body.newPassword)
+    return await svc.public_user(principal)
+
+
+@participant_router.post("/auth/sign-up", operation_id="participantSignUp", status_code=201)
+async def participant_sign_up(request: Request) -> dict[str, Any]:
+    """Create a participant account; returns the user and a token ``participant:<jwt>``."""
+    body = parse(participant_schemas.SignUp, await request.body())
+    return await service(request).sign_up_participant(body.email, body.password, body.phoneNumber)
+
+
+@participant_router.post("/auth/sign-in", operation_id="participantSignIn", status_code=200)
+async def participant_sign_in(request: Request) -> dict[str, Any]:
+    body = parse(participant_schemas.SignIn, await request.body())
+    return await service(request).sign_in(
+        "participant", body.email, body.password, client_address(request)
+    )
+
+
+@participant_router.post("/auth/sign-out", operation_id="participantSignOut", status_code=200)
+async def participant_sign_out(principal: ParticipantPrincipal, request: Request) -> Response:
+    await service(request).sign_out(principal)
+    return Response(status_code=200, media_type="application/json")
+
+
+@participant_router.patch(
+    "/profile/change-password", operation_id="participantChangePassword", status_code=200
+)
+async def participant_change_password(
+    principal: ParticipantPrincipal, request: Request
+) -> dict[str, Any]:
+    body = parse(participant_schemas.ChangePassword, await request.body())
     svc = service(request)
     await svc.change_password(principal, body.oldPassword, body.newPassword)
     return await svc.public_user(principal)

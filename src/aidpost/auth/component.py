@@ -7,12 +7,13 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from aidpost.auth.api import auth_router, organizer_router
+from aidpost.auth.api import auth_router, organizer_router, participant_router
 from aidpost.auth.keys import KeyStore
 from aidpost.auth.models import outbox
 from aidpost.auth.passwords import Passwords
-from aidpost.auth.service import AuthService, RealmBinding
+from aidpost.auth.service import SIGN_IN_ERROR, AuthService, RealmBinding
 from aidpost.core.component import database_check
+from aidpost.core.errors import Unauthorized
 from aidpost.core.http import Check, async_storage
 from aidpost.core.migrate import upgrade
 from aidpost.core.outbox import OutboxRelay
@@ -33,15 +34,26 @@ class AuthComponent:
 
     def __init__(self, rt: Runtime) -> None:
         from aidpost.organizer.profiles import sign_in_profile as organizer_profile
+        from aidpost.participant.service import sign_in_profile as participant_profile
 
         s = rt.settings
         self.rt = rt
         self.db = rt.database(s.auth_db)
         self.keys = KeyStore(self.db, rt.clock, s.auth.token_ttl_seconds, s.auth.issuer)
         self.relay = OutboxRelay(self.db, outbox, rt.bus, interval=0.5)
-        self.realm_dbs = {"organizer": rt.database(s.organizer_db)}
+        self.realm_dbs = {
+            "organizer": rt.database(s.organizer_db),
+            "participant": rt.database(s.participant_db),
+        }
         realms: dict[Realm, RealmBinding] = {
             "organizer": RealmBinding("organizer", self.realm_dbs["organizer"], organizer_profile),
+            "participant": RealmBinding(
+                "participant",
+                self.realm_dbs["participant"],
+                participant_profile,
+                bad_credentials=lambda: Unauthorized(SIGN_IN_ERROR),
+                wrong_password=lambda: Unauthorized("invalid password"),
+            ),
         }
         self.service = AuthService(
             db=self.db,
@@ -57,7 +69,7 @@ class AuthComponent:
         rt.use_keys(CallableKeySource(self.keys.public_key))
 
     def routers(self) -> Sequence[APIRouter]:
-        return (organizer_router, auth_router)
+        return (organizer_router, participant_router, auth_router)
 
     def state(self) -> dict[str, Any]:
         return {"auth": self.service}

@@ -21,7 +21,7 @@ from aidpost.core import outbox as outbox_mod
 from aidpost.core.bus import Event
 from aidpost.core.clock import Clock
 from aidpost.core.db import Database
-from aidpost.core.errors import BadRequest, TooManyRequests, Unauthorized
+from aidpost.core.errors import ApiError, BadRequest, TooManyRequests, Unauthorized
 from aidpost.core.tokens import REVOCATIONS_STREAM, Principal, Realm, Revocations
 
 SIGN_IN_ERROR = "invalid email or password"
@@ -42,9 +42,14 @@ ProfileLookup = Callable[[AsyncSession, int], Awaitable[SignInProfile | None]]
 
 @dataclass(frozen=True)
 class RealmBinding:
+    """How auth reaches one realm: its database, its user views and ESME's wording there."""
+
     realm: Realm
     db: Database
     profile: ProfileLookup
+    # ESME's organizer API answers bad credentials with 400, its participant API with 401.
+    bad_credentials: Callable[[], ApiError] = lambda: BadRequest(SIGN_IN_ERROR)
+    wrong_password: Callable[[], ApiError] = lambda: BadRequest(WRONG_OLD_PASSWORD)
 
 
 class AuthService:
@@ -89,10 +94,10 @@ class AuthService:
             ok = await self.passwords.verify(row.password_hash if row else None, password)
             if not ok or row is None:
                 await self._failed(realm, email, address)
-                raise BadRequest(SIGN_IN_ERROR)
+                raise binding.bad_credentials()
             profile = await binding.profile(session, row.user_id)
         if profile is None:
-            raise BadRequest(SIGN_IN_ERROR)
+            raise binding.bad_credentials()
         if profile.refusal:
             raise BadRequest(profile.refusal)
         if self.passwords.needs_rehash(row.password_hash):
@@ -136,7 +141,7 @@ class AuthService:
         if current is None:
             raise Unauthorized()
         if not await self.passwords.verify(current, old):
-            raise BadRequest(WRONG_OLD_PASSWORD)
+            raise binding.wrong_password()
         new_hash = await self.passwords.hash(new)
         async with binding.db.transaction() as session:
             await credentials.set_hash(session, principal.user_id, new_hash, self.clock.now())
@@ -147,6 +152,19 @@ class AuthService:
         async with self.db.session() as session:
             for row in (await session.execute(select(revocations))).all():
                 self.cache.apply(row.realm, row.user_id, row.not_before_ms)
+
+    async def sign_up_participant(self, email: str, password: str, phone: str) -> dict[str, Any]:
+        """Create a participant and its credential in one transaction; return user and token."""
+        from aidpost.participant.service import create
+        from aidpost.participant.views import participant
+
+        binding = self.realms["participant"]
+        hashed = await self.passwords.hash(password)
+        async with binding.db.transaction() as session:
+            user = await create(session, email, phone, self.clock.now())
+            await credentials.create(session, user.id, email, hashed)
+            view = participant(user)
+        return {"user": view, "token": self.token("participant", user.id)}
 
     async def public_user(self, principal: Principal) -> dict[str, Any]:
         binding = self.realms[principal.realm]

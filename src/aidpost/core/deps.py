@@ -18,13 +18,18 @@ def verifier_of(request: Request) -> TokenVerifier:
 
 def principal_dependency(realm: Realm) -> Callable[[Request], Awaitable[Principal]]:
     async def _principal(request: Request) -> Principal:
+        header = request.headers.get("authorization")
         try:
-            return await verifier_of(request).verify(request.headers.get("authorization"), realm)
+            return await verifier_of(request).verify(header, realm)
         except Unauthorized:
             if realm == "organizer":
                 # ESME's organizer guards answer a missing or bad token with 403.
                 raise Forbidden() from None
-            raise
+            # ESME's participant API: 401 naming what was wrong.
+            scheme, _, value = (header or "").partition(" ")
+            if scheme != "Bearer" or not value:
+                raise Unauthorized("invalid authorization header") from None
+            raise Unauthorized("invalid token") from None
 
     return _principal
 

@@ -1,0 +1,1 @@
+"""The participant component: participant profiles (and, next, events and help requests)."""

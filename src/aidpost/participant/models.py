@@ -1,0 +1,38 @@
+"""The participant database. Participants' data lives here only, never beside organizers'."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import MetaData, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from aidpost.core.db import UTCDateTime
+from aidpost.core.outbox import inbox_table, outbox_table
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+class Participant(Base):
+    __tablename__ = "participants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    phoneNumber: Mapped[str] = mapped_column("phone_number", String(30))
+    timeCreated: Mapped[dt.datetime] = mapped_column("time_created", UTCDateTime())
+    timeSignOut: Mapped[dt.datetime] = mapped_column("time_sign_out", UTCDateTime())
+
+
+outbox = outbox_table(metadata)
+inbox = inbox_table(metadata)

@@ -1,0 +1,134 @@
+"""Request bodies of the Participant API (ESME's Go service: one message per error)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+from aidpost.core.errors import BadRequest
+
+M = TypeVar("M", bound=BaseModel)
+PHONE = re.compile(r"^[+0-9 ()./-]{0,30}$")
+
+
+class Body(BaseModel):
+    # ESME's Go API ignores unknown fields; so do we, its clients may send extra ones.
+    model_config = ConfigDict(extra="ignore", str_max_length=20_000)
+
+
+def _text(value: Any, name: str, limit: int) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string")
+    if len(value) > limit:
+        raise ValueError(f"{name} must be at most {limit} characters")
+    return value
+
+
+def _password(value: Any, name: str) -> str:
+    text = _text(value, name, 128)
+    if len(text) < 8:
+        raise ValueError(f"{name} must be at least 8 characters")
+    return text
+
+
+def _email(value: Any) -> str:
+    from email_validator import EmailNotValidError, validate_email
+
+    text = _text(value, "email", 320)
+    try:
+        validate_email(text, check_deliverability=False)
+    except EmailNotValidError:
+        raise ValueError("invalid email address") from None
+    return text.strip()
+
+
+def _phone(value: Any) -> str:
+    text = _text(value, "phoneNumber", 30)
+    if not PHONE.match(text):
+        raise ValueError("phoneNumber must be a phone number of at most 30 characters")
+    return text
+
+
+class SignUp(Body):
+    email: Any = None
+    password: Any = None
+    confirmPassword: Any = None
+    phoneNumber: Any = None
+
+    @model_validator(mode="after")
+    def _check(self) -> SignUp:
+        self.email = _email(self.email)
+        self.password = _password(self.password, "password")
+        if self.password != self.confirmPassword:
+            raise ValueError("confirmPassword must match password")
+        self.phoneNumber = _phone(self.phoneNumber)
+        return self
+
+
+class SignIn(Body):
+    email: Any = None
+    password: Any = None
+
+    @model_validator(mode="after")
+    def _check(self) -> SignIn:
+        self.email = _email(self.email)
+        self.password = _password(self.password, "password")
+        return self
+
+
+class ChangePassword(Body):
+    oldPassword: Any = None
+    newPassword: Any = None
+    confirmNewPassword: Any = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ChangePassword:
+        self.oldPassword = _password(self.oldPassword, "oldPassword")
+        self.newPassword = _password(self.newPassword, "newPassword")
+        if self.newPassword != self.confirmNewPassword:
+            raise ValueError("confirmNewPassword must match newPassword")
+        if self.newPassword == self.oldPassword:
+            raise ValueError("newPassword must be different from oldPassword")
+        return self
+
+
+class UpdateProfile(Body):
+    phoneNumber: Any = None
+
+    @field_validator("phoneNumber")
+    @classmethod
+    def _phone(cls, value: Any) -> str:
+        return _phone(value)
+
+
+class DeleteProfile(Body):
+    password: Any = None
+
+    @model_validator(mode="after")
+    def _check(self) -> DeleteProfile:
+        self.password = _password(self.password, "password")
+        return self
+
+
+def parse(model: type[M], raw: bytes) -> M:
+    """Parse a body as ESME's Go handlers do: 400 with the first problem as one message."""
+    import json
+
+    from pydantic import ValidationError
+
+    try:
+        data = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("invalid request body") from None
+    if not isinstance(data, dict):
+        raise BadRequest("invalid request body")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        ctx = first.get("ctx") or {}
+        raise BadRequest(str(ctx.get("error", first.get("msg", "invalid request body")))) from None
