@@ -76,7 +76,9 @@ def _schemathesis(
         "--no-color",
         *extra,
     ]  # fmt: skip
-    return subprocess.run(command, capture_output=True, text=True, timeout=1200, check=False)
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=1200, check=False, cwd=workdir
+    )
 
 
 @pytest.fixture
@@ -106,10 +108,10 @@ def test_fuzzing_finds_no_server_error(
         assert r.status_code == 200, r.text
         token = r.json()["token"]
         if spec == "aidpost":
-            result = _schemathesis(base + "/openapi.json", base, token)
+            result = _schemathesis(base + "/openapi.json", tmp_path, token)
         else:
             contract()
-            result = _schemathesis(str(CONTRACT), base, token, "--url", base + "/organizer-api")
+            result = _schemathesis(str(CONTRACT), tmp_path, token, "--url", base + "/organizer-api")
         log = (tmp_path / "server.log").read_text()
     output = result.stdout[-6000:] + result.stderr[-3000:]
     assert result.returncode == 0, output

@@ -21,8 +21,13 @@ async def test_status_reports_every_check(api: Api) -> None:
     body = r.json()
     assert body["live"] is True and body["ready"] is True
     assert set(body["checks"]) == {
-        "bus", "auth_db", "auth_organizer_db", "auth_participant_db", "organizer_db", "participant_db"
-    }  # fmt: skip
+        "bus",
+        "auth_db",
+        "auth_organizer_db",
+        "auth_participant_db",
+        "organizer_db",
+        "participant_db",
+    }
     assert all(c["ok"] for c in body["checks"].values())
 
 
@@ -115,8 +120,7 @@ async def test_rate_limit_per_address(databases: Databases, tmp_path: Path) -> N
             transport = httpx.ASGITransport(app=app, client=(address, 1))
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
                 codes = [
-                    (await client.get("/organizer-api/api/events/1")).status_code != 429
-                    and 200
+                    ((await client.get("/organizer-api/api/events/1")).status_code != 429 and 200)
                     or 429
                     for _ in expected
                 ]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +23,9 @@ from aidpost.core.outbox import OutboxRelay
 from aidpost.core.tokens import CallableKeySource, Realm
 from aidpost.runtime import Runtime
 
+log = logging.getLogger("aidpost.auth")
 AUTH_HISTORY = "auth"
+KEY_RELOAD_SECONDS = 30
 REALM_HISTORY = "auth:realm_migrations"
 
 
@@ -67,6 +72,7 @@ class AuthComponent:
             on_commit=self.relay.kick,
         )
         rt.use_keys(CallableKeySource(self.keys.public_key))
+        self._reloader: asyncio.Task[None] | None = None
 
     def routers(self) -> Sequence[APIRouter]:
         return (organizer_router, participant_router, auth_router)
@@ -80,6 +86,15 @@ class AuthComponent:
             for realm, db in self.realm_dbs.items()
         ]
 
+    async def _reload_keys(self) -> None:
+        # Another replica (or `aidpost rotate-keys`) may have rotated: pick it up.
+        while True:
+            await asyncio.sleep(KEY_RELOAD_SECONDS)
+            try:
+                await self.keys.load()
+            except Exception:
+                log.exception("reloading signing keys failed")
+
     async def start(self) -> None:
         await upgrade(self.db, AUTH_HISTORY)
         for db in self.realm_dbs.values():
@@ -87,6 +102,11 @@ class AuthComponent:
         await self.keys.ensure_active()
         await self.service.load_revocations()
         self.relay.start_background()
+        self._reloader = asyncio.create_task(self._reload_keys(), name="auth-key-reload")
 
     async def stop(self) -> None:
+        if self._reloader is not None:
+            self._reloader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reloader
         await self.relay.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 import uuid
 from typing import Any
 
@@ -24,6 +25,7 @@ class KeyStore:
         self.db, self.clock, self.ttl, self.issuer = db, clock, token_ttl_seconds, issuer
         self._active: tuple[str, Ed25519PrivateKey] | None = None
         self._public: dict[str, Any] = {}
+        self._loaded_at = 0.0
 
     async def ensure_active(self) -> None:
         """Create the first key if there is none, then load the keys."""
@@ -80,12 +82,15 @@ class KeyStore:
                 assert isinstance(key, Ed25519PrivateKey)
                 self._active = (row.kid, key)
         self._public = public
+        self._loaded_at = time.monotonic()
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": list(self._public.values())}
 
     async def public_key(self, kid: str) -> Any | None:
-        if kid not in self._public:
+        # An unknown kid may be a key another replica just made; look, at most once a second,
+        # so tokens with made-up kids cannot turn into a query each.
+        if kid not in self._public and time.monotonic() - self._loaded_at > 1.0:
             await self.load()
         jwk = self._public.get(kid)
         return None if jwk is None else jwt.PyJWK(jwk).key

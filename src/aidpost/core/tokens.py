@@ -57,6 +57,8 @@ class JwksKeySource:
             return self._keys[kid]
         async with self._lock:
             if kid not in self._keys and time.monotonic() - self._fetched_at > 1.0:
+                # Count failed fetches too: an unreachable auth must not get one per request.
+                self._fetched_at = time.monotonic()
                 response = await self._client.get(self.url)
                 response.raise_for_status()
                 self._keys = {

@@ -1,0 +1,291 @@
+"""One contract for every bus adapter: MemoryBus and RedisBus must behave alike.
+
+Each test runs once per adapter. The Redis run uses a fresh key prefix per test (database 15)
+and deletes its keys afterwards. Idle-time behaviour is shown with real, short sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from aidpost.core.bus import Delivery, Event, MemoryBus, RedisBus, Subscription
+from tests.conftest import REDIS_URL, require
+
+AnyBus = MemoryBus | RedisBus
+
+IDLE_MS = 100
+PAST_IDLE = 0.15  # seconds to sleep so that IDLE_MS has surely passed
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def bus(request: pytest.FixtureRequest) -> AsyncIterator[AnyBus]:
+    if request.param == "memory":
+        memory = MemoryBus()
+        yield memory
+        await memory.close()
+        return
+    require("redis")
+    prefix = f"aidpost-test:{uuid.uuid4().hex}:"
+    redis_bus = RedisBus(REDIS_URL, prefix=prefix)
+    try:
+        yield redis_bus
+    finally:
+        keys = [key async for key in redis_bus._redis.scan_iter(match=prefix + "*")]
+        if keys:
+            await redis_bus._redis.delete(*keys)
+        await redis_bus.close()
+
+
+async def pending(bus: AnyBus, stream: str, group: str) -> int:
+    """How many entries of ``group`` are delivered but not acked."""
+    if isinstance(bus, MemoryBus):
+        return bus.pending_count(stream, group)
+    info = await bus._redis.xpending(bus._key(stream), group)
+    return int(info["pending"])
+
+
+def events(n: int, type_: str = "thing.happened.v1") -> list[Event]:
+    return [
+        Event(type=type_, data={"n": i, "name": f"zażółć-{i}", "tags": ["a", i]}) for i in range(n)
+    ]
+
+
+async def read_all(
+    bus: AnyBus, stream: str, group: str, consumer: str, *, expect: int, start: str = "0"
+) -> list[Delivery]:
+    """Read until ``expect`` deliveries arrived (or a read comes back empty)."""
+    out: list[Delivery] = []
+    while len(out) < expect:
+        batch = await bus.read(stream, group, consumer, block_ms=100, start=start)
+        if not batch:
+            break
+        out.extend(batch)
+    return out
+
+
+async def test_publish_then_read_in_order_with_events_intact(bus: AnyBus) -> None:
+    sent = events(5)
+    await bus.publish("orders", sent)
+
+    got = await bus.read("orders", "g", "c1", block_ms=100)
+
+    assert [d.event for d in got] == sent  # ids, types, times and data all survive
+    assert [d.event.id for d in got] == [e.id for e in sent]
+    assert [d.event.data for d in got] == [e.data for e in sent]
+    assert all(d.attempts == 1 for d in got)
+    assert len({d.delivery_id for d in got}) == 5
+
+
+async def test_read_of_empty_stream_returns_nothing_after_block(bus: AnyBus) -> None:
+    assert await bus.read("quiet", "g", "c1", block_ms=20) == []
+
+
+async def test_blocked_read_wakes_on_publish(bus: AnyBus) -> None:
+    await bus.read("wake", "g", "c1", block_ms=1)  # group exists before the publish
+    reader = asyncio.create_task(bus.read("wake", "g", "c1", block_ms=2000))
+    await asyncio.sleep(0.05)
+    assert not reader.done()
+    sent = events(1)
+    await bus.publish("wake", sent)
+    got = await asyncio.wait_for(reader, 1.0)
+    assert [d.event for d in got] == sent
+
+
+async def test_streams_are_separate(bus: AnyBus) -> None:
+    a, b = events(2, "a.v1"), events(3, "b.v1")
+    await bus.publish("a", a)
+    await bus.publish("b", b)
+    assert [d.event for d in await bus.read("a", "g", "c", block_ms=50)] == a
+    assert [d.event for d in await bus.read("b", "g", "c", block_ms=50)] == b
+
+
+async def test_every_group_gets_every_event(bus: AnyBus) -> None:
+    sent = events(4)
+    await bus.publish("orders", sent)
+
+    first = await bus.read("orders", "billing", "c1", block_ms=100)
+    second = await bus.read("orders", "shipping", "c1", block_ms=100)
+
+    assert [d.event for d in first] == sent
+    assert [d.event for d in second] == sent
+
+
+async def test_consumers_in_one_group_split_events(bus: AnyBus) -> None:
+    sent = events(6)
+    await bus.publish("orders", sent)
+
+    one = await bus.read("orders", "g", "c1", count=4, block_ms=100)
+    two = await bus.read("orders", "g", "c2", count=100, block_ms=100)
+    more = await bus.read("orders", "g", "c1", block_ms=20)
+
+    ids_one = {d.event.id for d in one}
+    ids_two = {d.event.id for d in two}
+    assert len(one) == 4 and len(two) == 2 and more == []
+    assert ids_one.isdisjoint(ids_two)
+    assert ids_one | ids_two == {e.id for e in sent}
+
+
+async def test_unacked_event_is_not_reread_but_claimed_when_stale(bus: AnyBus) -> None:
+    sent = events(2)
+    await bus.publish("orders", sent)
+    got = await bus.read("orders", "g", "c1", block_ms=100)
+    assert len(got) == 2
+    assert await pending(bus, "orders", "g") == 2
+
+    # Not acked: a plain read never hands it out again, and it is not yet idle long enough.
+    assert await bus.read("orders", "g", "c1", block_ms=20) == []
+    assert await bus.read("orders", "g", "c2", block_ms=20) == []
+    assert await bus.claim_stale("orders", "g", "c2", min_idle_ms=10_000) == []
+
+    await asyncio.sleep(PAST_IDLE)
+    claimed = await bus.claim_stale("orders", "g", "c2", min_idle_ms=IDLE_MS)
+
+    assert [d.event for d in claimed] == sent
+    assert all(d.attempts > 1 for d in claimed)
+    # A claim resets the idle time: nobody else can claim it straight away.
+    assert await bus.claim_stale("orders", "g", "c3", min_idle_ms=IDLE_MS) == []
+    assert await pending(bus, "orders", "g") == 2
+
+    await bus.ack("orders", "g", [d.delivery_id for d in claimed])
+    assert await pending(bus, "orders", "g") == 0
+
+
+async def test_acked_events_are_never_claimed(bus: AnyBus) -> None:
+    sent = events(3)
+    await bus.publish("orders", sent)
+    got = await bus.read("orders", "g", "c1", block_ms=100)
+    await bus.ack("orders", "g", [got[0].delivery_id, got[2].delivery_id])
+    assert await pending(bus, "orders", "g") == 1
+
+    await asyncio.sleep(PAST_IDLE)
+    claimed = await bus.claim_stale("orders", "g", "c2", min_idle_ms=IDLE_MS)
+    assert [d.event for d in claimed] == [sent[1]]
+
+    await bus.ack("orders", "g", [claimed[0].delivery_id])
+    await asyncio.sleep(PAST_IDLE)
+    assert await bus.claim_stale("orders", "g", "c2", min_idle_ms=IDLE_MS) == []
+    assert await pending(bus, "orders", "g") == 0
+
+
+async def test_ack_in_one_group_leaves_other_group_pending(bus: AnyBus) -> None:
+    await bus.publish("orders", events(1))
+    a = await bus.read("orders", "a", "c", block_ms=100)
+    b = await bus.read("orders", "b", "c", block_ms=100)
+    await bus.ack("orders", "a", [a[0].delivery_id])
+    assert await pending(bus, "orders", "a") == 0
+    assert await pending(bus, "orders", "b") == 1
+    await asyncio.sleep(PAST_IDLE)
+    assert [d.event for d in await bus.claim_stale("orders", "b", "c", min_idle_ms=IDLE_MS)] == [
+        b[0].event
+    ]
+
+
+async def test_claim_on_unknown_group_returns_nothing(bus: AnyBus) -> None:
+    await bus.publish("orders", events(1))
+    assert await bus.claim_stale("orders", "nobody", "c", min_idle_ms=0) == []
+
+
+async def test_start_dollar_skips_earlier_events_start_zero_sees_them(bus: AnyBus) -> None:
+    earlier = events(3, "earlier.v1")
+    await bus.publish("orders", earlier)
+
+    assert await bus.read("orders", "new-only", "c", block_ms=20, start="$") == []
+    from_zero = await bus.read("orders", "everything", "c", block_ms=100, start="0")
+    assert [d.event for d in from_zero] == earlier
+
+    later = events(2, "later.v1")
+    await bus.publish("orders", later)
+    assert [d.event for d in await bus.read("orders", "new-only", "c", block_ms=100)] == later
+    assert [d.event for d in await bus.read("orders", "everything", "c", block_ms=100)] == later
+
+
+async def test_subscription_with_start_dollar_skips_earlier_events(bus: AnyBus) -> None:
+    await bus.publish("orders", events(2, "earlier.v1"))
+    seen: list[Event] = []
+
+    async def handler(event: Event) -> None:
+        seen.append(event)
+
+    sub = Subscription(bus, "orders", "g", handler, start="$", block_ms=20, min_idle_ms=IDLE_MS)
+    assert await sub.run_once() == 0
+
+    later = events(2, "later.v1")
+    await bus.publish("orders", later)
+    assert await sub.run_once(block_ms=100) == 2
+    assert seen == later
+
+
+async def test_subscription_acks_success_and_redelivers_failure(bus: AnyBus) -> None:
+    sent = events(3)
+    await bus.publish("orders", sent)
+    calls: list[str] = []
+    handled: list[str] = []
+    flaky = sent[1].id
+
+    async def handler(event: Event) -> None:
+        calls.append(event.id)
+        if event.id == flaky and calls.count(flaky) == 1:
+            raise RuntimeError("first attempt fails")
+        handled.append(event.id)
+
+    sub = Subscription(bus, "orders", "g", handler, consumer="a", block_ms=50, min_idle_ms=IDLE_MS)
+    assert await sub.run_once() == 3
+    assert handled == [sent[0].id, sent[2].id]
+    assert await pending(bus, "orders", "g") == 1  # the failed one stays pending
+
+    # Too early for a claim and a plain read does not hand it out again.
+    assert await sub.run_once(block_ms=20) == 0
+    assert calls.count(flaky) == 1
+
+    await asyncio.sleep(PAST_IDLE)
+    other = Subscription(
+        bus, "orders", "g", handler, consumer="b", block_ms=20, min_idle_ms=IDLE_MS
+    )
+    assert await other.run_once() == 1
+    assert calls.count(flaky) == 2
+    assert handled == [sent[0].id, sent[2].id, flaky]
+    assert await pending(bus, "orders", "g") == 0
+
+    await asyncio.sleep(PAST_IDLE)
+    assert await sub.run_once(block_ms=20) == 0  # nothing left to claim or read
+
+
+async def test_subscription_background_loop_handles_events(bus: AnyBus) -> None:
+    got: asyncio.Queue[Event] = asyncio.Queue()
+
+    async def handler(event: Event) -> None:
+        await got.put(event)
+
+    sub = Subscription(bus, "orders", "g", handler, block_ms=50)
+    sub.start_background()
+    try:
+        sent = events(3)
+        await bus.publish("orders", sent)
+        received = [await asyncio.wait_for(got.get(), 2.0) for _ in sent]
+    finally:
+        await sub.stop()
+    assert received == sent
+    assert await pending(bus, "orders", "g") == 0
+
+
+async def test_ping(bus: AnyBus) -> None:
+    assert await bus.ping() is True
+
+
+async def test_batch_publish_of_500_all_arrive(bus: AnyBus) -> None:
+    sent = events(500)
+    await bus.publish("bulk", sent)
+    await bus.publish("bulk", [])  # an empty batch is a no-op
+
+    got = await read_all(bus, "bulk", "g", "c1", expect=500)
+
+    assert len(got) == 500
+    assert [d.event.id for d in got] == [e.id for e in sent]
+    assert [d.event for d in got] == sent
+    assert await bus.read("bulk", "g", "c1", block_ms=20) == []
+    await bus.ack("bulk", "g", [d.delivery_id for d in got])
+    assert await pending(bus, "bulk", "g") == 0
