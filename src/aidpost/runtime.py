@@ -19,7 +19,7 @@ class Runtime:
     def __init__(self, settings: Settings, *, clock: Clock | None = None, bus: Bus | None = None):
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
-        self.bus: Bus = bus or create_bus(settings.core.bus_url)
+        self.bus: Bus = bus or create_bus(settings.core.bus_url, settings.core.bus_prefix)
         self.instance = uuid.uuid4().hex[:12]
         self.revocations = Revocations()
         self._databases: dict[str, Database] = {}

@@ -60,7 +60,7 @@ def test_every_esme_operation_is_served_with_its_success_status(tmp_path: Path) 
 
 
 def _schemathesis(
-    schema: str, base: str, token: str, *extra: str
+    schema: str, workdir: Path, token: str, *extra: str
 ) -> subprocess.CompletedProcess[str]:
     command = [
         sys.executable, "-m", "schemathesis.cli", "run", schema,

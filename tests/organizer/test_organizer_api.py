@@ -68,7 +68,7 @@ async def test_profile_read_and_update(api: Api) -> None:
 
 async def test_agency_get_update_and_name_clash(api: Api) -> None:
     agency_id, _o, token = await api.register_agency()
-    other_id, _o2, other = await api.register_agency()
+    _other_id, _o2, other = await api.register_agency()
     r = await api.request("GET", "/agency", token)
     assert r.status_code == 200 and r.json()["id"] == agency_id
     r = await api.request("PATCH", "/agency", token, json={"address": "New Street 5"})

@@ -71,6 +71,10 @@ class Bus(Protocol):
         self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 100
     ) -> list[Delivery]: ...
 
+    async def delete_group(self, stream: str, group: str) -> None:
+        """Forget a group (a per-process group whose process is stopping)."""
+        ...
+
     async def ping(self) -> bool: ...
 
     async def close(self) -> None: ...
@@ -162,6 +166,9 @@ class MemoryBus:
                 pending.attempts += 1
                 out.append(Delivery(str(index), self._streams[stream][index], pending.attempts))
         return out
+
+    async def delete_group(self, stream: str, group: str) -> None:
+        self._groups.pop((stream, group), None)
 
     def pending_count(self, stream: str, group: str) -> int:
         g = self._groups.get((stream, group))
@@ -259,6 +266,10 @@ class RedisBus:
             return []
         return self._deliveries(result[1], attempts=2)
 
+    async def delete_group(self, stream: str, group: str) -> None:
+        await self._redis.xgroup_destroy(self._key(stream), group)
+        self._groups_ready.discard((stream, group))
+
     async def ping(self) -> bool:
         try:
             return bool(await self._redis.ping())
@@ -269,11 +280,11 @@ class RedisBus:
         await self._redis.aclose()
 
 
-def create_bus(url: str) -> Bus:
+def create_bus(url: str, prefix: str = "aidpost:") -> Bus:
     if url.startswith("memory:"):
         return MemoryBus()
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisBus(url)
+        return RedisBus(url, prefix=prefix)
     raise ValueError(f"unsupported bus URL scheme: {url.split(':', 1)[0]}")
 
 
@@ -299,8 +310,11 @@ class Subscription:
         block_ms: int = 500,
         min_idle_ms: int = 30_000,
         batch: int = 100,
+        ephemeral: bool = False,
     ) -> None:
         self.bus, self.stream, self.group, self.handler = bus, stream, group, handler
+        # An ephemeral group belongs to this process alone and is deleted when it stops.
+        self.ephemeral = ephemeral
         self.consumer = consumer or uuid.uuid4().hex[:12]
         self.start, self.block_ms, self.min_idle_ms, self.batch = (
             start,
@@ -358,3 +372,8 @@ class Subscription:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self.ephemeral:
+            try:
+                await self.bus.delete_group(self.stream, self.group)
+            except Exception:
+                log.warning("could not delete group", extra={"group": self.group})

@@ -31,6 +31,7 @@ class CoreSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     bus_url: str = "memory://"
+    bus_prefix: str = "aidpost:"
     redis_url: str | None = None
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
     rate_limit: str = "600/minute"

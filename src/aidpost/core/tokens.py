@@ -100,7 +100,12 @@ class Revocations:
     def subscription(self, bus: Bus, instance: str) -> Subscription:
         # Every process reads the whole stream in its own group: each needs every revocation.
         return Subscription(
-            bus, REVOCATIONS_STREAM, f"revocations-{instance}", self.handle, block_ms=250
+            bus,
+            REVOCATIONS_STREAM,
+            f"revocations-{instance}",
+            self.handle,
+            block_ms=250,
+            ephemeral=True,
         )
 
 
