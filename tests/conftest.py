@@ -25,7 +25,7 @@ from aidpost.core.settings import Settings
 PG_URL = os.environ.get("AIDPOST_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("AIDPOST_TEST_REDIS", "redis://127.0.0.1:6379/15")
 ON_CI = os.environ.get("CI", "").lower() == "true"
-SUPERADMIN = ("superadmin@test.aidpost.local", "superadmin-password-for-tests")
+SUPERADMIN = ("superadmin@test.aidpost.example", "superadmin-password-for-tests")
 PASSWORD = "correct-horse-battery-staple"  # 28 characters, ESME wants 16 to 128
 
 

@@ -22,9 +22,9 @@ from aidpost.runtime import Runtime
 DEMO_PASSWORD = "demo-password-1234"
 AGENCY = "Demo Festival Safety"
 STAFF = (
-    ("owner@demo.aidpost.local", "Olivia", "Owner", Role.agencyOwner),
-    ("manager@demo.aidpost.local", "Mark", "Manager", Role.agencyManager),
-    ("support@demo.aidpost.local", "Sam", "Support", Role.agencySupport),
+    ("owner@demo.aidpost.example", "Olivia", "Owner", Role.agencyOwner),
+    ("manager@demo.aidpost.example", "Mark", "Manager", Role.agencyManager),
+    ("support@demo.aidpost.example", "Sam", "Support", Role.agencySupport),
 )
 
 
@@ -42,7 +42,7 @@ async def seed_organizer(rt: Runtime) -> list[tuple[str, str, str]]:
             agency = Agency(
                 name=AGENCY,
                 address="Festival Park 1, 00-001 Warsaw",
-                website="https://demo.aidpost.local",
+                website="https://demo.aidpost.example",
                 approved=True,
             )
             await changes.insert(agency)
@@ -77,12 +77,35 @@ async def seed_organizer(rt: Runtime) -> list[tuple[str, str, str]]:
     return [(role.name, email, DEMO_PASSWORD) for email, _f, _l, role in STAFF]
 
 
+PARTICIPANT = "participant@demo.aidpost.example"
+
+
+async def seed_participant(rt: Runtime) -> list[tuple[str, str, str]]:
+    """A participant who can sign in to the Participant API."""
+    from aidpost.auth.component import passwords_from
+    from aidpost.participant.service import create
+
+    db = rt.database(rt.settings.participant_db)
+    async with db.transaction() as session:
+        if not await credentials.email_taken(session, PARTICIPANT):
+            user = await create(session, PARTICIPANT, "+48600300400", rt.clock.now())
+            hashed = await passwords_from(rt).hash(DEMO_PASSWORD)
+            await credentials.create(session, user.id, PARTICIPANT, hashed)
+    return [("participant", PARTICIPANT, DEMO_PASSWORD)]
+
+
+async def seed_all(rt: Runtime) -> list[tuple[str, str, str]]:
+    return await seed_organizer(rt) + await seed_participant(rt)
+
+
 def describe(settings: Settings, accounts: list[tuple[str, str, str]]) -> str:
-    lines = ["aidpost demo data is ready. Sign in (POST /organizer-api/auth/sign-in) as:"]
-    lines.append(
-        f"  superAdmin  {settings.auth.superadmin_email}  {settings.auth.superadmin_password}"
-    )
-    lines += [f"  {who:<11} {email}  {password}" for who, email, password in accounts]
+    lines = [
+        "aidpost demo data is ready. Staff sign in at POST /organizer-api/auth/sign-in,",
+        "participants at POST /participant-api/auth/sign-in:",
+    ]
+    admin = settings.auth
+    lines.append(f"  {'superAdmin':<14} {admin.superadmin_email}  {admin.superadmin_password}")
+    lines += [f"  {who:<14} {email}  {password}" for who, email, password in accounts]
     return "\n".join(lines)
 
 
@@ -92,7 +115,7 @@ async def seed(settings: Settings) -> str:
 
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        accounts = await seed_organizer(app.state.runtime)
+        accounts = await seed_all(app.state.runtime)
     return describe(settings, accounts)
 
 
@@ -106,7 +129,7 @@ def seed_after_start(app: FastAPI, settings: Settings) -> None:
     @asynccontextmanager
     async def lifespan(a: FastAPI) -> AsyncIterator[Any]:
         async with inner(a) as state:
-            accounts = await seed_organizer(a.state.runtime)
+            accounts = await seed_all(a.state.runtime)
             print(describe(settings, accounts), flush=True)
             yield state
 

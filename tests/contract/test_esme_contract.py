@@ -101,7 +101,7 @@ def test_fuzzing_finds_no_server_error(
 ) -> None:
     with serve(tmp_path, backend_env, "--demo") as base:
         if who == "owner":
-            creds = {"email": "owner@demo.aidpost.local", "password": "demo-password-1234"}
+            creds = {"email": "owner@demo.aidpost.example", "password": "demo-password-1234"}
         else:
             creds = {"email": SUPERADMIN[0], "password": SUPERADMIN[1]}
         r = httpx.post(base + "/organizer-api/auth/sign-in", json=creds, timeout=10)

@@ -386,3 +386,30 @@ async def test_internal_events_search(api: Api) -> None:
     assert r.json()["name"] == "Jazz on the River"
     r = await api.request("GET", "/api/events?query=", headers=dict(key))
     assert r.status_code == 400
+
+
+async def test_agency_and_event_changes_reach_the_bus(api: Api) -> None:
+    """Other components build read models from these (the participant's event search)."""
+    from aidpost.core.bus import Subscription
+
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    async def collect(event: Any) -> None:
+        seen.append((event.type, event.data))
+
+    agency_id, _o, owner = await api.register_agency()
+    event = await api.add_event(owner)
+    await api.request("PATCH", f"/agency/events/{event['id']}", owner, json={"name": "Renamed"})
+    await api.request("DELETE", f"/agency/events/{event['id']}", owner)
+    await api.app.state.organizer_relay.relay_once()
+    sub = Subscription(api.app.state.runtime.bus, "organizer.changes", "test-reader", collect)
+    await sub.run_once(block_ms=10)
+    mine = [(t, d) for t, d in seen if d["id"] in (agency_id, event["id"])]
+    agency_events = [d for t, d in mine if t == "organizer.agency.changed.v1"]
+    event_events = [d for t, d in mine if t == "organizer.event.changed.v1"]
+    assert [d["agency"]["approved"] for d in agency_events] == [False, True]
+    assert [(d["deleted"], d["event"] and d["event"]["name"]) for d in event_events] == [
+        (False, event["name"]),
+        (False, "Renamed"),
+        (True, None),
+    ]

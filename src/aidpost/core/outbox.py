@@ -76,12 +76,18 @@ class OutboxRelay:
     def __init__(self, db: Database, table: Table, bus: Bus, *, interval: float = 1.0) -> None:
         self.db, self.table, self.bus, self.interval = db, table, bus, interval
         self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
     def kick(self) -> None:
         self._wake.set()
 
     async def relay_once(self, limit: int = 500) -> int:
+        # One pass at a time in this process (SQLite has no row locks to keep two apart).
+        async with self._lock:
+            return await self._relay(limit)
+
+    async def _relay(self, limit: int) -> int:
         t = self.table
         async with self.db.transaction() as session:
             rows = (

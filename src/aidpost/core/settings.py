@@ -53,7 +53,7 @@ class AuthSettings(BaseSettings):
     database_url: str | None = None
     token_ttl_seconds: int = 24 * 3600
     issuer: str = "aidpost"
-    superadmin_email: str = "superadmin@aidpost.local"
+    superadmin_email: str = "superadmin@aidpost.example"
     superadmin_password: str = DEV_SUPERADMIN_PASSWORD
     # argon2id, OWASP: m=19 MiB, t=2, p=1 (lower only for tests).
     argon2_memory_kib: int = 19_456

@@ -11,6 +11,7 @@ over the bus stream ``auth.revocations``.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -159,3 +160,21 @@ class TokenVerifier:
         if self.revocations.is_revoked(realm, user_id, issued_ms):
             raise Unauthorized()
         return Principal(realm=realm, user_id=user_id, issued_ms=issued_ms, token=token)
+
+
+SignOutHandler = Callable[[str, int, dt.datetime], Awaitable[None]]
+
+
+def sign_out_subscription(
+    bus: Bus, realm: Realm, group: str, apply: SignOutHandler
+) -> Subscription:
+    """A realm's durable consumer of revocations: ``apply(event_id, user_id, when)`` keeps
+    the realm's ``timeSignOut`` in step (idempotently, by event id)."""
+
+    async def handle(event: Event) -> None:
+        if event.type != "auth.revoked.v1" or event.data.get("realm") != realm:
+            return
+        when = dt.datetime.fromtimestamp(int(event.data["notBeforeMs"]) / 1000, dt.UTC)
+        await apply(event.id, int(event.data["userId"]), when)
+
+    return Subscription(bus, REVOCATIONS_STREAM, group, handle)

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter
 
 from aidpost.auth.component import REALM_HISTORY, passwords_from
-from aidpost.core.bus import Event, Subscription
 from aidpost.core.component import database_check
 from aidpost.core.http import Check
 from aidpost.core.migrate import upgrade
 from aidpost.core.outbox import OutboxRelay
-from aidpost.core.tokens import REVOCATIONS_STREAM
+from aidpost.core.tokens import sign_out_subscription
 from aidpost.organizer.api import router
 from aidpost.organizer.models import outbox
 from aidpost.organizer.service import OrganizerService
@@ -31,21 +29,19 @@ class OrganizerComponent:
         self.db = rt.database(rt.settings.organizer_db)
         self.relay = OutboxRelay(self.db, outbox, rt.bus, interval=0.5)
         self.service = OrganizerService(self.db, rt.clock, passwords_from(rt), self.relay.kick)
-        self.sign_outs = Subscription(
-            rt.bus, REVOCATIONS_STREAM, "organizer-sign-outs", self._on_revocation
+        self.sign_outs = sign_out_subscription(
+            rt.bus, "organizer", "organizer-sign-outs", self.service.note_sign_out
         )
-
-    async def _on_revocation(self, event: Event) -> None:
-        if event.type != "auth.revoked.v1" or event.data.get("realm") != "organizer":
-            return
-        when = dt.datetime.fromtimestamp(int(event.data["notBeforeMs"]) / 1000, dt.UTC)
-        await self.service.note_sign_out(event.id, int(event.data["userId"]), when)
 
     def routers(self) -> Sequence[APIRouter]:
         return (router,)
 
     def state(self) -> dict[str, Any]:
-        return {"organizer": self.service, "organizer_api_key": self.rt.settings.organizer.api_key}
+        return {
+            "organizer": self.service,
+            "organizer_relay": self.relay,
+            "organizer_api_key": self.rt.settings.organizer.api_key,
+        }
 
     def checks(self) -> Sequence[Check]:
         return [database_check("organizer_db", self.db, HISTORY)]

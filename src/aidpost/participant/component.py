@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter
 
 from aidpost.auth.component import REALM_HISTORY, passwords_from
-from aidpost.core.bus import Event, Subscription
 from aidpost.core.component import database_check
 from aidpost.core.http import Check
 from aidpost.core.migrate import upgrade
 from aidpost.core.outbox import OutboxRelay
-from aidpost.core.tokens import REVOCATIONS_STREAM
+from aidpost.core.tokens import sign_out_subscription
 from aidpost.participant.api import router
 from aidpost.participant.models import outbox
 from aidpost.participant.service import ParticipantService
@@ -31,15 +29,9 @@ class ParticipantComponent:
         self.db = rt.database(rt.settings.participant_db)
         self.relay = OutboxRelay(self.db, outbox, rt.bus, interval=0.5)
         self.service = ParticipantService(self.db, rt.clock, passwords_from(rt), self.relay.kick)
-        self.sign_outs = Subscription(
-            rt.bus, REVOCATIONS_STREAM, "participant-sign-outs", self._on_revocation
+        self.sign_outs = sign_out_subscription(
+            rt.bus, "participant", "participant-sign-outs", self.service.note_sign_out
         )
-
-    async def _on_revocation(self, event: Event) -> None:
-        if event.type != "auth.revoked.v1" or event.data.get("realm") != "participant":
-            return
-        when = dt.datetime.fromtimestamp(int(event.data["notBeforeMs"]) / 1000, dt.UTC)
-        await self.service.note_sign_out(event.id, int(event.data["userId"]), when)
 
     def routers(self) -> Sequence[APIRouter]:
         return (router,)
