@@ -58,6 +58,7 @@ class AuthComponent:
                 participant_profile,
                 bad_credentials=lambda: Unauthorized(SIGN_IN_ERROR),
                 wrong_password=lambda: Unauthorized("invalid password"),
+                refused=lambda: Unauthorized("invalid token"),
             ),
         }
         self.service = AuthService(

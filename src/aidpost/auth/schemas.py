@@ -4,22 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
-ORGANIZER_PASSWORD = {"min_length": 16, "max_length": 128}
+from aidpost.core.validation import Email, OrganizerPassword, Text
 
 
 class SignIn(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    """ESME's SignInDto: an email, a 16 to 128 character password, nothing else."""
 
-    email: str = Field(min_length=1, max_length=320)
-    password: str = Field(min_length=1, max_length=128)
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email
+    password: OrganizerPassword
 
 
 class OrganizerChangePassword(BaseModel):
-    oldPassword: str = Field(min_length=16, max_length=128)
-    newPassword: str = Field(min_length=16, max_length=128)
-    confirmNewPassword: str = Field(max_length=128)
+    model_config = ConfigDict(extra="forbid")
+
+    oldPassword: OrganizerPassword
+    newPassword: OrganizerPassword
+    confirmNewPassword: Text(128, empty=True)  # type: ignore[valid-type]
 
     @model_validator(mode="after")
     def _check(self) -> OrganizerChangePassword:

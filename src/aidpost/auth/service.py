@@ -21,7 +21,7 @@ from aidpost.core import outbox as outbox_mod
 from aidpost.core.bus import Event
 from aidpost.core.clock import Clock
 from aidpost.core.db import Database
-from aidpost.core.errors import ApiError, BadRequest, TooManyRequests, Unauthorized
+from aidpost.core.errors import ApiError, BadRequest, Forbidden, TooManyRequests
 from aidpost.core.tokens import REVOCATIONS_STREAM, Principal, Realm, Revocations
 
 SIGN_IN_ERROR = "invalid email or password"
@@ -50,6 +50,8 @@ class RealmBinding:
     # ESME's organizer API answers bad credentials with 400, its participant API with 401.
     bad_credentials: Callable[[], ApiError] = lambda: BadRequest(SIGN_IN_ERROR)
     wrong_password: Callable[[], ApiError] = lambda: BadRequest(WRONG_OLD_PASSWORD)
+    # A valid token of a user who may no longer act (deleted, agency not approved).
+    refused: Callable[[], ApiError] = Forbidden
 
 
 class AuthService:
@@ -131,15 +133,26 @@ class AuthService:
         self.on_commit()
         return not_before
 
+    async def public_user(self, principal: Principal) -> dict[str, Any]:
+        """The caller's public view, if they may still act (the realm's authentication guard)."""
+        binding = self.realms[principal.realm]
+        async with binding.db.session() as session:
+            profile = await binding.profile(session, principal.user_id)
+        if profile is None or profile.refusal:
+            raise binding.refused()
+        return profile.user
+
     async def sign_out(self, principal: Principal) -> None:
+        await self.public_user(principal)
         await self.revoke(principal.realm, principal.user_id)
 
     async def change_password(self, principal: Principal, old: str, new: str) -> None:
+        await self.public_user(principal)
         binding = self.realms[principal.realm]
         async with binding.db.session() as session:
             current = await credentials.hash_of(session, principal.user_id)
         if current is None:
-            raise Unauthorized()
+            raise binding.refused()
         if not await self.passwords.verify(current, old):
             raise binding.wrong_password()
         new_hash = await self.passwords.hash(new)
@@ -165,11 +178,3 @@ class AuthService:
             await credentials.create(session, user.id, email, hashed)
             view = participant(user)
         return {"user": view, "token": self.token("participant", user.id)}
-
-    async def public_user(self, principal: Principal) -> dict[str, Any]:
-        binding = self.realms[principal.realm]
-        async with binding.db.session() as session:
-            profile = await binding.profile(session, principal.user_id)
-        if profile is None:
-            raise Unauthorized()
-        return profile.user

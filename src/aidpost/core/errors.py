@@ -71,8 +71,9 @@ def error_response(
 
 
 def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    return ".".join(parts) or "body"
+    if loc and loc[0] in ("body", "query", "path", "header"):
+        loc = loc[1:]
+    return ".".join(str(p) for p in loc) or "body"
 
 
 def _message(err: Any) -> str:
@@ -80,16 +81,18 @@ def _message(err: Any) -> str:
     field = _field(tuple(err.get("loc", ())))
     kind = err.get("type", "")
     ctx = err.get("ctx") or {}
+    if kind == "esme_rule":
+        return f"{field} {ctx.get('rule', 'is invalid')}"
     if kind == "missing":
         return f"{field} should not be empty"
     if kind == "extra_forbidden":
         parent, _, name = field.rpartition(".")
         return f"{parent + '.' if parent else ''}property {name} should not exist"
-    if kind == "string_too_short":
+    if kind in ("string_too_short", "too_short"):
         if ctx.get("min_length") == 1:
             return f"{field} should not be empty"
         return f"{field} must be longer than or equal to {ctx.get('min_length')} characters"
-    if kind == "string_too_long":
+    if kind in ("string_too_long", "too_long"):
         return f"{field} must be shorter than or equal to {ctx.get('max_length')} characters"
     if kind in ("string_type", "string_unicode"):
         return f"{field} must be a string"
@@ -111,7 +114,11 @@ def _message(err: Any) -> str:
     if kind == "json_invalid":
         return "Unexpected token in JSON body"
     if kind == "value_error":
-        return str(ctx.get("error", err.get("msg", "")))
+        text = str(ctx.get("error", err.get("msg", "")))
+        # a nested object's own rule (owner's passwords must match) names its path
+        if field != "body" and not text.startswith(field.rsplit(".", 1)[-1]):
+            return f"{field}.{text}"
+        return text
     return f"{field}: {err.get('msg', 'is invalid')}"
 
 

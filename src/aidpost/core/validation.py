@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BeforeValidator, Field, ValidationInfo
+from pydantic_core import PydanticCustomError
 
 _URL = re.compile(
     r"^(?:(?:https?|ftp)://)?"  # scheme is optional, as validator.js allows
@@ -22,45 +23,57 @@ _URL = re.compile(
 )
 
 
-def _name(info: ValidationInfo) -> str:
-    return info.field_name or "value"
+def rule(text: str) -> PydanticCustomError:
+    """A broken rule; the 400 message puts the field's full path before ``text``
+    (``owner.email must be an email``), as class-validator does for nested objects."""
+    return PydanticCustomError("esme_rule", "{rule}", {"rule": text})
+
+
+def clean(value: str) -> str:
+    """Refuse text no database can store: NUL characters and lone surrogates."""
+    if "\x00" in value:
+        raise rule("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise rule("must be valid Unicode text") from None
+    return value
 
 
 def _string(value: Any, info: ValidationInfo) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"{_name(info)} must be a string")
-    text: str = value
-    return text
+        raise rule("must be a string")
+    return clean(value)
 
 
 def _email(raw: Any, info: ValidationInfo) -> str:
     value = _string(raw, info)
     if len(value) > 320:
-        raise ValueError(f"{_name(info)} must be shorter than or equal to 320 characters")
+        raise rule("must be shorter than or equal to 320 characters")
     try:
         validate_email(value, check_deliverability=False)
     except EmailNotValidError:
-        raise ValueError(f"{_name(info)} must be an email") from None
+        raise rule("must be an email") from None
     return value.strip()
 
 
 def _phone(raw: Any, info: ValidationInfo) -> str:
     value = _string(raw, info)
     if len(value) > 30:
-        raise ValueError(f"{_name(info)} must be shorter than or equal to 30 characters")
+        raise rule("must be shorter than or equal to 30 characters")
     try:
         ok = phonenumbers.is_valid_number(phonenumbers.parse(value, None))
     except phonenumbers.NumberParseException:
         ok = False
     if not ok:
-        raise ValueError(f"{_name(info)} must be a valid phone number")
+        raise rule("must be a valid phone number")
     return value
 
 
 def _url(raw: Any, info: ValidationInfo) -> str:
     value = _string(raw, info)
     if len(value) > 400 or not _URL.match(value):
-        raise ValueError(f"{_name(info)} must be a URL address")
+        raise rule("must be a URL address")
     return value
 
 
@@ -77,7 +90,7 @@ def _coordinate(limit: float, word: str) -> Any:
             except ValueError:
                 number = None
         if number is None or not math.isfinite(number) or abs(number) > limit:
-            raise ValueError(f"{_name(info)} must be a {word} string or number")
+            raise rule(f"must be a {word} string or number")
         return number
 
     return check
@@ -93,21 +106,28 @@ def _datetime(value: Any, info: ValidationInfo) -> dt.datetime:
             parsed = None
         if parsed is not None and 1 <= parsed.year <= 9998:
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-    raise ValueError(f"{_name(info)} must be a valid ISO 8601 date string")
+    raise rule("must be a valid ISO 8601 date string")
+
+
+def _strict_int(value: Any, info: ValidationInfo) -> int:
+    """A JSON number that is a whole number in range (ESME's IsInt, without parseInt)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not -(2**31) <= value < 2**31:
+        raise rule("must be an integer number")
+    return value
 
 
 def _int(value: Any, info: ValidationInfo) -> int:
     """ESME parses ids with parseInt; we accept an integer or a string of digits only."""
     if isinstance(value, bool):
-        raise ValueError(f"{_name(info)} must be an integer number")
+        raise rule("must be an integer number")
     if isinstance(value, int):
         number = value
     elif isinstance(value, str) and re.fullmatch(r"-?\d{1,18}", value.strip()):
         number = int(value)
     else:
-        raise ValueError(f"{_name(info)} must be an integer number")
+        raise rule("must be an integer number")
     if not -(2**31) <= number < 2**31:
-        raise ValueError(f"{_name(info)} must be an integer number")
+        raise rule("must be an integer number")
     return number
 
 
@@ -126,4 +146,5 @@ Latitude = Annotated[float, BeforeValidator(_coordinate(90, "latitude"))]
 Longitude = Annotated[float, BeforeValidator(_coordinate(180, "longitude"))]
 DateTime = Annotated[dt.datetime, BeforeValidator(_datetime)]
 IntId = Annotated[int, BeforeValidator(_int)]
+StrictId = Annotated[int, BeforeValidator(_strict_int)]
 OrganizerPassword = Annotated[str, BeforeValidator(_string), Field(min_length=16, max_length=128)]

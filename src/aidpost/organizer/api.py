@@ -44,7 +44,8 @@ def _query(model: type[schemas.Body]) -> Any:
         except ValidationError as exc:
             from fastapi.exceptions import RequestValidationError
 
-            raise RequestValidationError(exc.errors()) from None
+            errors = [{**e, "loc": ("query", *e["loc"])} for e in exc.errors()]
+            raise RequestValidationError(errors) from None
 
     return Depends(parse)
 

@@ -18,6 +18,7 @@ from aidpost.core.validation import (
     Longitude,
     OrganizerPassword,
     Phone,
+    StrictId,
     Text,
     Url,
 )
@@ -64,7 +65,7 @@ class AgencyIn(Body):
 class OwnerIn(Body):
     email: Email
     password: OrganizerPassword
-    confirmPassword: str = Field(max_length=128)
+    confirmPassword: Text(128, empty=True)  # type: ignore[valid-type]
     firstName: Text(100)  # type: ignore[valid-type]
     lastName: Text(100)  # type: ignore[valid-type]
     phoneNumber: Phone
@@ -104,13 +105,13 @@ class UpdateProfile(Patch):
 
 
 class SetAgency(Body):
-    agencyId: IntId | None = None
+    agencyId: StrictId | None = None
 
 
 class CreateUser(Body):
     email: Email
     password: OrganizerPassword
-    confirmPassword: str = Field(max_length=128)
+    confirmPassword: Text(128, empty=True)  # type: ignore[valid-type]
     firstName: Text(100)  # type: ignore[valid-type]
     lastName: Text(100)  # type: ignore[valid-type]
     phoneNumber: Phone

@@ -25,7 +25,17 @@ def _text(value: Any, name: str, limit: int) -> str:
         raise ValueError(f"{name} must be a string")
     if len(value) > limit:
         raise ValueError(f"{name} must be at most {limit} characters")
+    if "\x00" in value or not _encodable(value):
+        raise ValueError(f"{name} must be valid text")
     return value
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _password(value: Any, name: str) -> str:
