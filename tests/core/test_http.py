@@ -172,3 +172,31 @@ def test_organizer_and_participant_never_share_a_database(monkeypatch: pytest.Mo
     monkeypatch.setenv("AIDPOST_PARTICIPANT_DATABASE_URL", "sqlite+aiosqlite:///same.db")
     with pytest.raises(ValueError, match="must not share"):
         Settings()
+
+
+async def test_rate_limit_shared_through_redis(tmp_path: Path) -> None:
+    """Replicas behind one load balancer share the limit when it lives in Redis."""
+    from tests.conftest import REDIS_URL, require
+
+    require("redis")
+    import uuid
+
+    dbs = Databases(
+        "sqlite",
+        {n: f"sqlite+aiosqlite:///{tmp_path / n}.db" for n in ("auth", "organizer", "participant")},
+    )
+    address = f"198.51.100.{uuid.uuid4().int % 200 + 20}"
+    apps = []
+    for replica in ("a", "b"):
+        (tmp_path / replica).mkdir()
+        settings = make_settings(
+            dbs, tmp_path / replica, rate_limit="4/minute", rate_limit_storage=REDIS_URL
+        )
+        apps.append(create_app(settings))
+    codes = []
+    async with LifespanManager(apps[0]), LifespanManager(apps[1]):
+        for i in range(6):
+            transport = httpx.ASGITransport(app=apps[i % 2], client=(address, 1))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                codes.append((await client.get("/organizer-api/api/events/1")).status_code)
+    assert [c == 429 for c in codes] == [False] * 4 + [True] * 2

@@ -185,7 +185,8 @@ class RateLimitMiddleware:
 
 def async_storage(url: str) -> AsyncStorage:
     """A ``limits`` async storage for ``memory://`` or ``redis://`` URLs."""
-    storage = storage_from_string(_async_storage(url))
+    options = {"implementation": "redispy"} if "redis" in url.split("://", 1)[0] else {}
+    storage = storage_from_string(_async_storage(url), **options)
     assert isinstance(storage, AsyncStorage)
     return storage
 
