@@ -141,17 +141,16 @@ class Api:
     async def superadmin(self) -> str:
         return await self.sign_in(*SUPERADMIN)
 
-    async def register_agency(self, approved: bool = True) -> tuple[int, str, str | None]:
-        """Register an agency; return (agency id, owner email, owner token if approved)."""
-        owner = self.unique("owner") + "@example.com"
-        body = {
+    def register_body(self) -> dict[str, Any]:
+        """A valid ``POST /agency`` body with a new agency name and owner email."""
+        return {
             "agency": {
                 "name": self.unique("Agency"),
                 "address": "Main Street 1, Warsaw",
                 "website": "https://agency.example.com",
             },
             "owner": {
-                "email": owner,
+                "email": self.unique("owner") + "@example.com",
                 "password": PASSWORD,
                 "confirmPassword": PASSWORD,
                 "firstName": "Olga",
@@ -159,6 +158,21 @@ class Api:
                 "phoneNumber": "+48123456789",
             },
         }
+
+    def contact_body(self, event_id: int) -> dict[str, Any]:
+        return {
+            "firstName": "Carl",
+            "lastName": "Contact",
+            "email": self.unique("contact") + "@example.com",
+            "phoneNumber": "+48123456789",
+            "additionalNotes": "",
+            "eventId": event_id,
+        }
+
+    async def register_agency(self, approved: bool = True) -> tuple[int, str, str | None]:
+        """Register an agency; return (agency id, owner email, owner token if approved)."""
+        body = self.register_body()
+        owner: str = body["owner"]["email"]
         r = await self.request("POST", "/agency", json=body)
         assert r.status_code == 201, r.text
         agency_id: int = r.json()["id"]

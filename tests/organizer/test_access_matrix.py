@@ -109,35 +109,6 @@ class World:
         assert not self.problems, f"{len(self.problems)} mismatches:\n" + "\n".join(self.problems)
 
 
-def register_body(api: Api) -> dict[str, Any]:
-    return {
-        "agency": {
-            "name": api.unique("Agency"),
-            "address": "Main Street 1, Warsaw",
-            "website": "https://agency.example.com",
-        },
-        "owner": {
-            "email": api.unique("owner") + "@example.com",
-            "password": PASSWORD,
-            "confirmPassword": PASSWORD,
-            "firstName": "Olga",
-            "lastName": "Owner",
-            "phoneNumber": "+48123456789",
-        },
-    }
-
-
-def contact_body(api: Api, event_id: int) -> dict[str, Any]:
-    return {
-        "firstName": "Carl",
-        "lastName": "Contact",
-        "email": api.unique("contact") + "@example.com",
-        "phoneNumber": "+48123456789",
-        "additionalNotes": "",
-        "eventId": event_id,
-    }
-
-
 def issue_body(api: Api, event_id: int) -> dict[str, Any]:
     return {
         "name": api.unique("Issue"),
@@ -201,7 +172,7 @@ async def world(api: Api) -> World:
         assert (r.status_code, r.json()) == (400, expected), (email, r.text)
 
     event = await api.add_event(owner or "")
-    contact_id = await created(api, "/agency/contacts", owner, contact_body(api, event["id"]))
+    contact_id = await created(api, "/agency/contacts", owner, api.contact_body(event["id"]))
     issue_id = await created(api, "/agency/issues", support, issue_body(api, event["id"]))
     comment_id = await created(api, "/agency/comments", support, comment_body(issue_id))
     r = await api.request("GET", "/agency/changelogs", owner)
@@ -260,7 +231,7 @@ async def fresh_event(w: World, _caller: str) -> Ids:
 
 
 async def fresh_contact(w: World, _caller: str) -> Ids:
-    body = contact_body(w.api, w.ids["event"])
+    body = w.api.contact_body(w.ids["event"])
     return {"target": await created(w.api, "/agency/contacts", w.tokens["owner"], body)}
 
 
@@ -335,7 +306,7 @@ CASES: tuple[Case, ...] = (
     C("GET", "/admin/changelogs?userId={owner_id}", ADMINS),
     C("GET", "/admin/changelogs/{changelog}", ADMINS),
     # agency (registration is public; DELETE /agency: test_delete_agency_is_owner_only)
-    C("POST", "/agency", EVERYONE, ok=201, body=lambda w, i: register_body(w.api)),
+    C("POST", "/agency", EVERYONE, ok=201, body=lambda w, i: w.api.register_body()),
     C("GET", "/agency", SUPPORT),
     C("PATCH", "/agency", OWNER, body=lambda w, i: {"address": "Other Street 5, Warsaw"}),
     # agency users
@@ -372,7 +343,7 @@ CASES: tuple[Case, ...] = (
         "/agency/contacts",
         MANAGER,
         ok=201,
-        body=lambda w, i: contact_body(w.api, i["event"]),
+        body=lambda w, i: w.api.contact_body(i["event"]),
         foreign=True,
     ),
     C("GET", "/agency/contacts/{contact}", SUPPORT, foreign=True),
@@ -508,7 +479,7 @@ async def test_stranger_gets_404_and_changes_nothing(world: World) -> None:
         ("PATCH", "/agency/comments/{comment}", {"content": "Hijacked"}),
         ("DELETE", "/agency/comments/{comment}", None),
         ("GET", "/agency/changelogs/{changelog}", None),
-        ("POST", "/agency/contacts", contact_body(w.api, ids["event"])),
+        ("POST", "/agency/contacts", w.api.contact_body(ids["event"])),
         ("POST", "/agency/issues", issue_body(w.api, ids["event"])),
         ("POST", "/agency/comments", comment_body(ids["issue"])),
     ]

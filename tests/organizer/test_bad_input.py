@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import PASSWORD, SUPERADMIN, Api
+from tests.conftest import SUPERADMIN, Api
 
 API_KEY = "organizer-api-key-for-tests"
 MIB = 1 << 20
@@ -171,35 +171,6 @@ def long_text(limit: int) -> str:
 # -- the world ---------------------------------------------------------------------------------
 
 
-def register_body(api: Api) -> dict[str, Any]:
-    return {
-        "agency": {
-            "name": api.unique("Agency"),
-            "address": "Main Street 1, Warsaw",
-            "website": "https://agency.example.com",
-        },
-        "owner": {
-            "email": api.unique("owner") + "@example.com",
-            "password": PASSWORD,
-            "confirmPassword": PASSWORD,
-            "firstName": "Olga",
-            "lastName": "Owner",
-            "phoneNumber": "+48123456789",
-        },
-    }
-
-
-def contact_body(api: Api, event_id: int) -> dict[str, Any]:
-    return {
-        "firstName": "Carl",
-        "lastName": "Contact",
-        "email": api.unique("contact") + "@example.com",
-        "phoneNumber": "+48123456789",
-        "additionalNotes": "",
-        "eventId": event_id,
-    }
-
-
 @pytest.fixture
 async def checker(api: Api) -> AsyncIterator[Checker]:
     superadmin = await api.superadmin()
@@ -207,7 +178,7 @@ async def checker(api: Api) -> AsyncIterator[Checker]:
     agency_id, _email, owner = await api.register_agency()
     support_id, support = await api.add_user(owner or "", 4)
     event = await api.add_event(owner or "")
-    r = await api.request("POST", "/agency/contacts", owner, json=contact_body(api, event["id"]))
+    r = await api.request("POST", "/agency/contacts", owner, json=api.contact_body(event["id"]))
     assert r.status_code == 201, r.text
     contact_id = r.json()["id"]
     issue = {"name": "Lost child", "description": "At gate B", "priority": "high"}
@@ -383,7 +354,7 @@ ROUTES: tuple[BodyRoute, ...] = (
         "POST",
         "/agency",
         None,
-        lambda c: register_body(c.api),
+        lambda c: c.api.register_body(),
         {
             "agency": OBJECT,
             "owner": OBJECT,
@@ -465,7 +436,7 @@ ROUTES: tuple[BodyRoute, ...] = (
         "POST",
         "/agency/contacts",
         "owner",
-        lambda c: contact_body(c.api, c.ids["event"]),
+        lambda c: c.api.contact_body(c.ids["event"]),
         {**CONTACT_FIELDS, "eventId": INT_ID},
         limits=CONTACT_LIMITS,
         extra=("foo", "agencyId", "id"),
@@ -762,7 +733,7 @@ async def test_unicode_and_emoji_round_trip(checker: Checker) -> None:
     c = checker
     api = c.api
     # an agency and its owner
-    body = register_body(api)
+    body = api.register_body()
     body["agency"]["name"] = "Fundacja Żółć 🚑 救援 " + api.unique("x")
     body["owner"]["firstName"] = "Zoë 👩🏽‍⚕️"
     body["owner"]["lastName"] = "Ñandú-Łukasiewicz"
