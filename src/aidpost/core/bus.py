@@ -170,6 +170,12 @@ class MemoryBus:
     async def delete_group(self, stream: str, group: str) -> None:
         self._groups.pop((stream, group), None)
 
+    def lag(self, stream: str, group: str) -> int:
+        """Entries the group has not yet handled (unread plus unacknowledged)."""
+        g = self._groups.get((stream, group))
+        total = len(self._streams.get(stream, []))
+        return total if g is None else total - g.next_index + len(g.pending)
+
     def pending_count(self, stream: str, group: str) -> int:
         g = self._groups.get((stream, group))
         return 0 if g is None else len(g.pending)

@@ -96,7 +96,7 @@ def _coordinate(limit: float, word: str) -> Any:
     return check
 
 
-def _datetime(value: Any, info: ValidationInfo) -> dt.datetime:
+def parse_datetime(value: Any) -> dt.datetime:
     """ISO 8601; a time without an offset is taken as UTC (ESME's UI sends local strings)."""
     if isinstance(value, str) and len(value) <= 40:
         text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
@@ -106,7 +106,14 @@ def _datetime(value: Any, info: ValidationInfo) -> dt.datetime:
             parsed = None
         if parsed is not None and 1 <= parsed.year <= 9998:
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-    raise rule("must be a valid ISO 8601 date string")
+    raise ValueError("not an ISO 8601 date string")
+
+
+def _datetime(value: Any, info: ValidationInfo) -> dt.datetime:
+    try:
+        return parse_datetime(value)
+    except ValueError:
+        raise rule("must be a valid ISO 8601 date string") from None
 
 
 def _strict_int(value: Any, info: ValidationInfo) -> int:

@@ -142,3 +142,80 @@ def parse(model: type[M], raw: bytes) -> M:
         first = exc.errors()[0]
         ctx = first.get("ctx") or {}
         raise BadRequest(str(ctx.get("error", first.get("msg", "invalid request body")))) from None
+
+
+PROBLEM_TYPES = ("medical", "security", "other")
+
+
+def _coordinate(value: Any, name: str, limit: float) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number")
+    number = float(value)
+    if number != number or abs(number) > limit:
+        raise ValueError(f"{name} must be between -{limit:g} and {limit:g}")
+    return number
+
+
+def _id(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**31:
+        raise ValueError(f"{name} must be a positive integer")
+    return value
+
+
+class EventRef(Body):
+    eventId: Any = None
+
+    @model_validator(mode="after")
+    def _check(self) -> EventRef:
+        self.eventId = _id(self.eventId, "eventId")
+        return self
+
+
+class CreateHelpRequest(Body):
+    """ESME's ``{eventId, description, lat?, lng?}`` plus aidpost's ``problemType``."""
+
+    eventId: Any = None
+    description: Any = None
+    problemType: Any = None
+    lat: Any = None
+    lng: Any = None
+
+    @model_validator(mode="after")
+    def _check(self) -> CreateHelpRequest:
+        self.eventId = _id(self.eventId, "eventId")
+        self.description = _text(self.description, "description", 2000)
+        if self.problemType is None:
+            self.problemType = "other"
+        if self.problemType not in PROBLEM_TYPES:
+            raise ValueError("problemType must be one of: medical, security, other")
+        self.lat = _coordinate(self.lat, "lat", 90)
+        self.lng = _coordinate(self.lng, "lng", 180)
+        if (self.lat is None) != (self.lng is None):
+            raise ValueError("lat and lng must be given together")
+        if not self.description.strip() and self.problemType == "other":
+            raise ValueError("description must not be empty when problemType is other")
+        return self
+
+
+class ReleaseLock(Body):
+    participantId: Any = None
+    eventId: Any = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ReleaseLock:
+        self.participantId = _id(self.participantId, "participantId")
+        self.eventId = _id(self.eventId, "eventId")
+        return self
+
+
+class UserIds(Body):
+    ids: Any = None
+
+    @model_validator(mode="after")
+    def _check(self) -> UserIds:
+        if not isinstance(self.ids, list) or not 0 < len(self.ids) <= 1000:
+            raise ValueError("invalid request body")
+        self.ids = [_id(v, "ids") for v in self.ids]
+        return self

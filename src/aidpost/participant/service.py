@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aidpost.auth import credentials
@@ -14,11 +15,12 @@ from aidpost.core import outbox as outbox_mod
 from aidpost.core.bus import Event
 from aidpost.core.clock import Clock
 from aidpost.core.db import Database
-from aidpost.core.errors import BadRequest, Unauthorized
+from aidpost.core.errors import BadRequest, NotFound, Unauthorized
 from aidpost.core.outbox import first_time
 from aidpost.core.tokens import Principal
-from aidpost.participant import schemas, views
-from aidpost.participant.models import Participant, inbox, outbox
+from aidpost.participant import readmodel, schemas, views
+from aidpost.participant.help import HelpService
+from aidpost.participant.models import HelpLock, Participant, inbox, outbox
 
 PARTICIPANTS_STREAM = "participant.changes"
 Json = dict[str, Any]
@@ -42,15 +44,47 @@ async def sign_in_profile(session: AsyncSession, user_id: int) -> SignInProfile 
 
 class ParticipantService:
     def __init__(
-        self, db: Database, clock: Clock, passwords: Passwords, on_commit: Any = lambda: None
+        self,
+        db: Database,
+        clock: Clock,
+        passwords: Passwords,
+        help: HelpService,
+        on_commit: Any = lambda: None,
     ) -> None:
         self.db, self.clock, self.passwords, self.on_commit = db, clock, passwords, on_commit
+        self.help = help
 
     async def _me(self, session: AsyncSession, principal: Principal) -> Participant:
         user = await session.get(Participant, principal.user_id)
         if user is None:
             raise Unauthorized("invalid token")
         return user
+
+    async def events(
+        self,
+        query: str | None,
+        start_from: dt.datetime | None,
+        start_to: dt.datetime | None,
+    ) -> list[Json]:
+        async with self.db.session() as session:
+            found = await readmodel.search(session, self.clock.now(), query, start_from, start_to)
+            return [views.event(e) for e in found]
+
+    async def event(self, principal: Principal, event_id: int) -> Json:
+        """An event with ``isChatRequested``: whether the caller holds its lock."""
+        async with self.db.session() as session:
+            user = await self._me(session, principal)
+            found = await readmodel.find(session, self.clock.now(), event_id)
+            if found is None:
+                raise NotFound(f"event with id {event_id} not found")
+            locked = await session.get(HelpLock, (user.id, event_id)) is not None
+            return {**views.event(found), "isChatRequested": locked}
+
+    async def users(self, ids: list[int]) -> dict[str, Json]:
+        """ESME's internal ``GET /users``: a map id -> user; deleted users are absent."""
+        async with self.db.session() as session:
+            rows = await session.scalars(select(Participant).where(Participant.id.in_(ids)))
+            return {str(u.id): views.participant(u) for u in rows.all()}
 
     async def profile(self, principal: Principal) -> Json:
         async with self.db.session() as session:
@@ -74,6 +108,7 @@ class ParticipantService:
         async with self.db.transaction() as session:
             user = await self._me(session, principal)
             view = views.participant(user)
+            await self.help.end_all_of(session, user.id)
             await session.delete(user)
             await credentials.remove(session, [user.id])
             await outbox_mod.publish(
