@@ -20,6 +20,7 @@ from sqlalchemy import JSON, BigInteger, Column, Integer, MetaData, String, Tabl
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aidpost.core import faults
 from aidpost.core.bus import Bus, Event
 from aidpost.core.db import Database, UTCDateTime
 
@@ -107,7 +108,9 @@ class OutboxRelay:
                     Event(type=row.type, data=row.data, id=row.event_id, time=row.time)
                 )
             for stream, events in by_stream.items():
+                faults.point(f"outbox.before_publish:{stream}")
                 await self.bus.publish(stream, events)
+                faults.point(f"outbox.after_publish:{stream}")
             await session.execute(
                 update(t)
                 .where(t.c.seq.in_([r.seq for r in rows]))
