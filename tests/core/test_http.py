@@ -73,11 +73,16 @@ async def test_unknown_route_in_esme_shape(api: Api) -> None:
 
 
 async def test_request_id_is_echoed_and_logged(api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    from aidpost.core.logs import install_record_factory
+
+    install_record_factory()  # as `aidpost serve` does
     caplog.set_level(logging.INFO, logger="aidpost.access")
     r = await api.client.get("/version", headers={"X-Request-ID": "trace-me-42"})
     assert r.headers["x-request-id"] == "trace-me-42"
     generated = (await api.client.get("/version")).headers["x-request-id"]
     assert len(generated) == 32
+    again = (await api.client.get("/version")).headers["x-request-id"]
+    assert again != generated
     from aidpost.core.logs import JsonFormatter
 
     lines = [json.loads(JsonFormatter().format(rec)) for rec in caplog.records]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -74,7 +73,7 @@ class ObservabilityMiddleware:
             return
         headers = dict(scope.get("headers") or [])
         raw = headers.get(b"x-request-id", b"")
-        rid = raw.decode("latin-1")[:64] if raw else uuid.uuid4().hex
+        rid = raw.decode("latin-1")[:64] if raw else logs.new_request_id()
         token = logs.request_id.set(rid)
         status = 500
         started = time.perf_counter()
@@ -99,7 +98,6 @@ class ObservabilityMiddleware:
             access_log.info(
                 "request",
                 extra={
-                    "request_id": rid,
                     "method": method,
                     "path": scope.get("path"),
                     "status": status,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
+import itertools
 import json
 import logging
+import secrets
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -46,6 +48,23 @@ def _stamp_request_id(
         return record
 
     return make
+
+
+_PREFIX = secrets.token_hex(8)
+_counter = itertools.count(1)
+
+
+def new_request_id() -> str:
+    """Unique per process and across processes (random prefix), without a syscall each."""
+    return f"{_PREFIX}{next(_counter):016x}"
+
+
+def install_record_factory() -> None:
+    """Make every log record carry the request id of the task that created it (idempotent)."""
+    if not getattr(logging.getLogRecordFactory(), "_aidpost", False):
+        factory = _stamp_request_id(logging.getLogRecordFactory())
+        factory._aidpost = True  # type: ignore[attr-defined]
+        logging.setLogRecordFactory(factory)
 
 
 def configure(level: str = "INFO") -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -125,16 +126,35 @@ def split_authorization(header: str | None) -> tuple[str | None, str]:
 
 
 class TokenVerifier:
+    """Checks signature and claims once per token, then remembers the result until the
+    token expires (bounded); revocations are looked at on every call."""
+
+    CACHE_SIZE = 10_000
+
     def __init__(self, keys: KeySource, revocations: Revocations, issuer: str) -> None:
         self.keys = keys
         self.revocations = revocations
         self.issuer = issuer
+        self._verified: OrderedDict[tuple[str, str], tuple[Principal, float]] = OrderedDict()
 
     async def verify(self, authorization: str | None, realm: Realm) -> Principal:
         """Return who the header's token names, or raise ``Unauthorized``."""
         prefix, token = split_authorization(authorization)
         if (prefix is not None and prefix != realm) or len(token) > MAX_TOKEN_LENGTH:
             raise Unauthorized()
+        cached = self._verified.get((realm, token))
+        if cached is not None and cached[1] > time.time():
+            principal = cached[0]
+        else:
+            principal, expires = await self._check(token, realm)
+            self._verified[(realm, token)] = (principal, expires)
+            if len(self._verified) > self.CACHE_SIZE:
+                self._verified.popitem(last=False)
+        if self.revocations.is_revoked(realm, principal.user_id, principal.issued_ms):
+            raise Unauthorized()
+        return principal
+
+    async def _check(self, token: str, realm: Realm) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
             kid = header.get("kid")
@@ -153,13 +173,12 @@ class TokenVerifier:
             )
             user_id = int(claims["sub"])
             issued_ms = int(claims.get("tms", int(claims["iat"]) * 1000))
+            expires = float(claims["exp"])
         except Unauthorized:
             raise
         except (jwt.PyJWTError, ValueError, KeyError, TypeError, httpx.HTTPError) as exc:
             raise Unauthorized() from exc
-        if self.revocations.is_revoked(realm, user_id, issued_ms):
-            raise Unauthorized()
-        return Principal(realm=realm, user_id=user_id, issued_ms=issued_ms, token=token)
+        return Principal(realm=realm, user_id=user_id, issued_ms=issued_ms, token=token), expires
 
 
 SignOutHandler = Callable[[str, int, dt.datetime], Awaitable[None]]

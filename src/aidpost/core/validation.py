@@ -23,6 +23,11 @@ _URL = re.compile(
 )
 
 
+def ascii_digits(text: str) -> bool:
+    """Only 0-9 (``str.isdigit`` also accepts superscripts, which ``int`` refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 def rule(text: str) -> PydanticCustomError:
     """A broken rule; the 400 message puts the field's full path before ``text``
     (``owner.email must be an email``), as class-validator does for nested objects."""
@@ -129,7 +134,7 @@ def _int(value: Any, info: ValidationInfo) -> int:
         raise rule("must be an integer number")
     if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and re.fullmatch(r"-?\d{1,18}", value.strip()):
+    elif isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,18}", value.strip()):
         number = int(value)
     else:
         raise rule("must be an integer number")

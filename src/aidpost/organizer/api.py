@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Request
 
 from aidpost.core.deps import OrganizerPrincipal
 from aidpost.core.errors import ApiError, BadRequest
+from aidpost.core.validation import ascii_digits
 from aidpost.organizer import schemas
 from aidpost.organizer.access import ADMINS, SUPPORT
 from aidpost.organizer.service import ADMIN_ROLES, AGENCY_ROLES, OrganizerService
@@ -17,7 +18,7 @@ Json = dict[str, Any]
 router = APIRouter(prefix="/organizer-api")
 
 
-def _service(request: Request) -> OrganizerService:
+async def _service(request: Request) -> OrganizerService:
     svc: OrganizerService = request.app.state.organizer
     return svc
 
@@ -25,9 +26,9 @@ def _service(request: Request) -> OrganizerService:
 Svc = Annotated[OrganizerService, Depends(_service)]
 
 
-def _id(id: Annotated[str, Path(max_length=20)]) -> int:
+async def _id(id: Annotated[str, Path(max_length=20)]) -> int:
     text = id.strip()
-    if not text.isdigit() or len(text) > 10 or int(text) >= 2**31:
+    if not ascii_digits(text) or len(text) > 10 or int(text) >= 2**31:
         raise BadRequest(["id must be an integer number"])
     return int(text)
 
@@ -36,7 +37,7 @@ Id = Annotated[int, Depends(_id)]
 
 
 def _query(model: type[schemas.Body]) -> Any:
-    def parse(request: Request) -> Any:
+    async def parse(request: Request) -> Any:
         from pydantic import ValidationError
 
         try:
@@ -54,7 +55,7 @@ class ApiKeyError(ApiError):
     status_code = 401
 
 
-def _api_key(request: Request) -> None:
+async def _api_key(request: Request) -> None:
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from aidpost.core.deps import ParticipantPrincipal
 from aidpost.core.errors import BadRequest, Unauthorized
-from aidpost.core.validation import parse_datetime
+from aidpost.core.validation import ascii_digits, parse_datetime
 from aidpost.participant import schemas
 from aidpost.participant.help import HelpService
 from aidpost.participant.service import ParticipantService
@@ -19,12 +19,12 @@ Json = dict[str, Any]
 router = APIRouter(prefix="/participant-api")
 
 
-def _service(request: Request) -> ParticipantService:
+async def _service(request: Request) -> ParticipantService:
     svc: ParticipantService = request.app.state.participant
     return svc
 
 
-def _help(request: Request) -> HelpService:
+async def _help(request: Request) -> HelpService:
     svc: HelpService = request.app.state.participant.help
     return svc
 
@@ -33,15 +33,15 @@ Svc = Annotated[ParticipantService, Depends(_service)]
 Help = Annotated[HelpService, Depends(_help)]
 
 
-def _api_key(request: Request) -> None:
+async def _api_key(request: Request) -> None:
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     expected: str = request.app.state.participant_api_key
     if scheme != "Bearer" or not hmac.compare_digest(key.encode(), expected.encode()):
         raise Unauthorized("invalid api key")
 
 
-def _route_id(id: str) -> int:
-    if not id.isdigit() or len(id) > 9:
+async def _route_id(id: str) -> int:
+    if not ascii_digits(id) or len(id) > 9:
         raise BadRequest("invalid `id` route parameter")
     return int(id)
 
@@ -71,7 +71,7 @@ async def _body_or_query(request: Request, model: type[schemas.M]) -> schemas.M:
 
     params: dict[str, Any] = {}
     for key, value in request.query_params.items():
-        params[key] = int(value) if value.isdigit() and len(value) < 10 else value
+        params[key] = int(value) if ascii_digits(value) and len(value) < 10 else value
     return schemas.parse(model, json.dumps(params).encode())
 
 
@@ -176,7 +176,7 @@ async def users(request: Request, svc: Svc) -> dict[str, Json]:
     raw = await request.body()
     if not raw.strip() and "ids" in request.query_params:
         parts = request.query_params["ids"].split(",")
-        if not all(p.strip().isdigit() and len(p.strip()) < 10 for p in parts):
+        if not all(ascii_digits(p.strip()) and len(p.strip()) < 10 for p in parts):
             raise BadRequest("invalid request body")
         raw = ('{"ids": [' + ",".join(p.strip() for p in parts) + "]}").encode()
     try:
