@@ -99,13 +99,15 @@ class MemoryBus:
     def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._streams: dict[str, list[Event]] = {}
         self._groups: dict[tuple[str, str], _Group] = {}
-        self._cond = asyncio.Condition()
+        # Set (and replaced) on every publish; readers wait on it. No lock is needed: nothing
+        # below awaits between looking at a stream and updating a group.
+        self._published = asyncio.Event()
         self._monotonic = monotonic
 
     async def publish(self, stream: str, events: Sequence[Event]) -> None:
-        async with self._cond:
-            self._streams.setdefault(stream, []).extend(events)
-            self._cond.notify_all()
+        self._streams.setdefault(stream, []).extend(events)
+        self._published.set()
+        self._published = asyncio.Event()
 
     def _group(self, stream: str, group: str, start: str) -> _Group:
         key = (stream, group)
@@ -125,23 +127,22 @@ class MemoryBus:
         start: str = "0",
     ) -> list[Delivery]:
         deadline = self._monotonic() + block_ms / 1000
-        async with self._cond:
-            g = self._group(stream, group, start)
-            while True:
-                entries = self._streams[stream]
-                if g.next_index < len(entries):
-                    out = []
-                    now = self._monotonic()
-                    for index in range(g.next_index, min(len(entries), g.next_index + count)):
-                        g.pending[index] = _Pending(consumer, now, 1)
-                        out.append(Delivery(str(index), entries[index]))
-                    g.next_index += len(out)
-                    return out
-                remaining = deadline - self._monotonic()
-                if remaining <= 0:
-                    return []
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._cond.wait(), remaining)
+        g = self._group(stream, group, start)
+        while True:
+            entries = self._streams[stream]
+            if g.next_index < len(entries):
+                out = []
+                now = self._monotonic()
+                for index in range(g.next_index, min(len(entries), g.next_index + count)):
+                    g.pending[index] = _Pending(consumer, now, 1)
+                    out.append(Delivery(str(index), entries[index]))
+                g.next_index += len(out)
+                return out
+            remaining = deadline - self._monotonic()
+            if remaining <= 0:
+                return []
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._published.wait(), remaining)
 
     async def ack(self, stream: str, group: str, delivery_ids: Sequence[str]) -> None:
         g = self._groups.get((stream, group))

@@ -149,3 +149,8 @@ async def validation_error_handler(_request: Request, exc: Exception) -> JSONRes
 
 async def unhandled_error_handler(_request: Request, _exc: Exception) -> JSONResponse:
     return error_response(500, "Internal server error")
+
+
+async def client_gone_handler(_request: Request, _exc: Exception) -> JSONResponse:
+    """The client went away (or was refused mid-body): nobody will read an answer."""
+    return error_response(400, "client disconnected")

@@ -31,6 +31,7 @@ from prometheus_client import (
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import aidpost
@@ -218,6 +219,7 @@ def build_http_app(
     app.add_exception_handler(errors.ApiError, errors.api_error_handler)
     app.add_exception_handler(StarletteHTTPException, errors.http_error_handler)
     app.add_exception_handler(RequestValidationError, errors.validation_error_handler)
+    app.add_exception_handler(ClientDisconnect, errors.client_gone_handler)
     app.add_exception_handler(Exception, errors.unhandled_error_handler)
 
     app.add_middleware(

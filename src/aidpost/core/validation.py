@@ -88,7 +88,10 @@ def _coordinate(limit: float, word: str) -> Any:
         if isinstance(value, bool):
             number = None
         elif isinstance(value, int | float):
-            number = float(value)
+            try:
+                number = float(value)
+            except OverflowError:
+                number = None
         elif isinstance(value, str) and len(value) <= 40:
             try:
                 number = float(value)
@@ -107,10 +110,13 @@ def parse_datetime(value: Any) -> dt.datetime:
         text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
         try:
             parsed = dt.datetime.fromisoformat(text)
-        except ValueError:
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=dt.UTC)
+            parsed.astimezone(dt.UTC)  # an offset may push it out of range
+        except (ValueError, OverflowError):
             parsed = None
-        if parsed is not None and 1 <= parsed.year <= 9998:
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+        if parsed is not None and 2 <= parsed.year <= 9998:
+            return parsed
     raise ValueError("not an ISO 8601 date string")
 
 

@@ -24,6 +24,11 @@ class Base(DeclarativeBase):
     metadata = metadata
 
 
+# Ids name people and things in tokens, events and other components' data: never reuse one
+# (SQLite would hand a deleted row's id to the next insert without AUTOINCREMENT).
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
+
 class Role(enum.IntEnum):
     superAdmin = 0
     admin = 1
@@ -34,6 +39,7 @@ class Role(enum.IntEnum):
 
 class Agency(Base):
     __tablename__ = "agencies"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -44,6 +50,7 @@ class Agency(Base):
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
@@ -60,6 +67,7 @@ class User(Base):
 
 class Event(Base):
     __tablename__ = "events"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -76,6 +84,7 @@ class Event(Base):
 
 class Contact(Base):
     __tablename__ = "contacts"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     firstName: Mapped[str] = mapped_column("first_name", String(100))
@@ -93,6 +102,7 @@ class Contact(Base):
 
 class Issue(Base):
     __tablename__ = "issues"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -114,6 +124,7 @@ class Issue(Base):
 
 class Comment(Base):
     __tablename__ = "comments"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     content: Mapped[str] = mapped_column(String(2000))
@@ -131,6 +142,7 @@ class Comment(Base):
 
 class Changelog(Base):
     __tablename__ = "changelogs"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     entityId: Mapped[int] = mapped_column("entity_id", Integer)

@@ -105,11 +105,12 @@ async def find_events(request: Request, p: ParticipantPrincipal, svc: Svc) -> li
     """Events of approved agencies that are not over: ``query`` matches name, description
     or address; ``from``/``to`` (RFC 3339) bound the start time."""
     query = request.query_params.get("query") or None
-    if query is not None and len(query) > 200:
-        raise BadRequest("query must be at most 200 characters")
     if query is not None:
-        query = schemas._text(query, "query", 200)
-    return await svc.events(query, _time_filter(request, "from"), _time_filter(request, "to"))
+        try:
+            query = schemas.checked_text(query, "query", 200)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+    return await svc.events(p, query, _time_filter(request, "from"), _time_filter(request, "to"))
 
 
 @router.get("/events/{id}", tags=["participant events"], operation_id="participantGetEvent")

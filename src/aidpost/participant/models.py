@@ -25,8 +25,14 @@ class Base(DeclarativeBase):
     metadata = metadata
 
 
+# Ids name people and things in tokens, events and other components' data: never reuse one
+# (SQLite would hand a deleted row's id to the next insert without AUTOINCREMENT).
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
+
 class Participant(Base):
     __tablename__ = "participants"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
@@ -64,7 +70,10 @@ class HelpRequest(Base):
     """A participant's request for help at an event, from asking until its chat ends."""
 
     __tablename__ = "help_requests"
-    __table_args__ = (Index("ix_help_requests_queue", "agency_id", "status", "requested_at"),)
+    __table_args__ = (
+        Index("ix_help_requests_queue", "agency_id", "status", "requested_at"),
+        NEVER_REUSE_IDS,
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     participantId: Mapped[int | None] = mapped_column(

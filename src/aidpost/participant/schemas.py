@@ -18,7 +18,7 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="ignore", str_max_length=20_000)
 
 
-def _text(value: Any, name: str, limit: int) -> str:
+def checked_text(value: Any, name: str, limit: int) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
@@ -39,7 +39,7 @@ def _encodable(value: str) -> bool:
 
 
 def _password(value: Any, name: str) -> str:
-    text = _text(value, name, 128)
+    text = checked_text(value, name, 128)
     if len(text) < 8:
         raise ValueError(f"{name} must be at least 8 characters")
     return text
@@ -48,7 +48,7 @@ def _password(value: Any, name: str) -> str:
 def _email(value: Any) -> str:
     from email_validator import EmailNotValidError, validate_email
 
-    text = _text(value, "email", 320)
+    text = checked_text(value, "email", 320)
     try:
         validate_email(text, check_deliverability=False)
     except EmailNotValidError:
@@ -57,7 +57,7 @@ def _email(value: Any) -> str:
 
 
 def _phone(value: Any) -> str:
-    text = _text(value, "phoneNumber", 30)
+    text = checked_text(value, "phoneNumber", 30)
     if not PHONE.match(text):
         raise ValueError("phoneNumber must be a phone number of at most 30 characters")
     return text
@@ -152,7 +152,10 @@ def _coordinate(value: Any, name: str, limit: float) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{name} must be a number")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = float("inf")
     if number != number or abs(number) > limit:
         raise ValueError(f"{name} must be between -{limit:g} and {limit:g}")
     return number
@@ -185,7 +188,7 @@ class CreateHelpRequest(Body):
     @model_validator(mode="after")
     def _check(self) -> CreateHelpRequest:
         self.eventId = _id(self.eventId, "eventId")
-        self.description = _text(self.description, "description", 2000)
+        self.description = checked_text(self.description, "description", 2000)
         if self.problemType is None:
             self.problemType = "other"
         if self.problemType not in PROBLEM_TYPES:

@@ -62,11 +62,13 @@ class ParticipantService:
 
     async def events(
         self,
+        principal: Principal,
         query: str | None,
         start_from: dt.datetime | None,
         start_to: dt.datetime | None,
     ) -> list[Json]:
         async with self.db.session() as session:
+            await self._me(session, principal)
             found = await readmodel.search(session, self.clock.now(), query, start_from, start_to)
             return [views.event(e) for e in found]
 

@@ -1,8 +1,8 @@
 """initial
 
-Revision ID: 5e3779a58aab
+Revision ID: 4bde38016d27
 Revises:
-Create Date: 2026-11-22 02:35:20.730811
+Create Date: 2026-11-22 03:23:28.866972
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 
 import aidpost.core.db
 
-revision: str = "5e3779a58aab"
+revision: str = "4bde38016d27"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("approved", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_agencies")),
         sa.UniqueConstraint("name", name=op.f("uq_agencies_name")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "changelogs",
@@ -41,6 +42,7 @@ def upgrade() -> None:
         sa.Column("user_id", sa.Integer(), nullable=True),
         sa.Column("agency_id", sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_changelogs")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("changelogs", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_changelogs_agency_id"), ["agency_id"], unique=False)
@@ -86,6 +88,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
         sa.UniqueConstraint("name", name=op.f("uq_events_name")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_events_agency_id"), ["agency_id"], unique=False)
@@ -110,6 +113,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("email", name=op.f("uq_users_email")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_users_agency_id"), ["agency_id"], unique=False)
@@ -137,6 +141,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_contacts")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("contacts", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_contacts_agency_id"), ["agency_id"], unique=False)
@@ -167,6 +172,7 @@ def upgrade() -> None:
             ["event_id"], ["events.id"], name=op.f("fk_issues_event_id_events"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_issues")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("issues", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_issues_agency_id"), ["agency_id"], unique=False)
@@ -200,6 +206,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_comments")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("comments", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_comments_agency_id"), ["agency_id"], unique=False)

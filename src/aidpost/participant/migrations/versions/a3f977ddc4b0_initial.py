@@ -1,8 +1,8 @@
 """initial
 
-Revision ID: a24654b5bc9e
+Revision ID: a3f977ddc4b0
 Revises:
-Create Date: 2026-11-22 03:07:46.587072
+Create Date: 2026-11-22 03:23:29.211941
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 
 import aidpost.core.db
 
-revision: str = "a24654b5bc9e"
+revision: str = "a3f977ddc4b0"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -74,6 +74,7 @@ def upgrade() -> None:
         sa.Column("time_sign_out", aidpost.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_participants")),
         sa.UniqueConstraint("email", name=op.f("uq_participants_email")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "help_requests",
@@ -97,6 +98,7 @@ def upgrade() -> None:
             ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_help_requests")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("help_requests", schema=None) as batch_op:
         batch_op.create_index(
