@@ -14,7 +14,7 @@ from aidpost.core.settings import Settings
 from aidpost.core.tokens import JwksKeySource
 from aidpost.runtime import Runtime
 
-COMPONENTS = ("auth", "organizer", "participant")
+COMPONENTS = ("auth", "organizer", "participant", "messenger")
 
 
 def _make(name: str, rt: Runtime) -> Component:
@@ -30,6 +30,10 @@ def _make(name: str, rt: Runtime) -> Component:
         from aidpost.participant.component import ParticipantComponent
 
         return ParticipantComponent(rt)
+    if name == "messenger":
+        from aidpost.messenger.component import MessengerComponent
+
+        return MessengerComponent(rt)
     raise ValueError(f"unknown component {name!r}; choose from {', '.join(COMPONENTS)}")
 
 
@@ -43,6 +47,7 @@ def create_app(
     settings.check_production()
     rt = runtime or Runtime(settings)
     parts = [_make(name, rt) for name in components]
+    _connect_in_process(parts)
     if "auth" not in components:
         if not settings.core.auth_url:
             raise ValueError("AIDPOST_AUTH_URL is required when auth runs in another process")
@@ -84,6 +89,14 @@ def create_app(
         for router in part.routers():
             app.include_router(router)
     return app
+
+
+def _connect_in_process(parts: Sequence[Component]) -> None:
+    """Components that run in the same process may call each other's services directly."""
+    by_name = {part.name: part for part in parts}
+    messenger, participant = by_name.get("messenger"), by_name.get("participant")
+    if messenger is not None and participant is not None:
+        messenger.participants = participant.service  # type: ignore[attr-defined]
 
 
 def configure_logging(settings: Settings) -> None:

@@ -36,6 +36,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.core.port,
         log_config=None,
         timeout_graceful_shutdown=20,
+        ws_max_size=1_048_576,
         proxy_headers=True,
     )
     return 0

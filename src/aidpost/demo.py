@@ -130,6 +130,9 @@ def seed_after_start(app: FastAPI, settings: Settings) -> None:
     async def lifespan(a: FastAPI) -> AsyncIterator[Any]:
         async with inner(a) as state:
             accounts = await seed_all(a.state.runtime)
+            for relay in ("organizer_relay", "participant_relay"):
+                if hasattr(a.state, relay):
+                    getattr(a.state, relay).kick()  # publish the demo's changes now
             print(describe(settings, accounts), flush=True)
             yield state
 

@@ -11,6 +11,7 @@ import uuid
 from aidpost.core.bus import Bus, Subscription, create_bus
 from aidpost.core.clock import Clock, SystemClock
 from aidpost.core.db import Database
+from aidpost.core.hub import Hub, create_hub
 from aidpost.core.settings import Settings
 from aidpost.core.tokens import KeySource, Revocations, TokenVerifier
 
@@ -20,6 +21,7 @@ class Runtime:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.bus: Bus = bus or create_bus(settings.core.bus_url, settings.core.bus_prefix)
+        self.hub: Hub = create_hub(settings.core.bus_url, settings.core.bus_prefix)
         self.instance = uuid.uuid4().hex[:12]
         self.revocations = Revocations()
         self._databases: dict[str, Database] = {}
@@ -50,4 +52,5 @@ class Runtime:
             await self._revocation_sub.stop()
         for db in self._databases.values():
             await db.dispose()
+        await self.hub.close()
         await self.bus.close()

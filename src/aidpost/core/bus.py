@@ -318,10 +318,13 @@ class Subscription:
         min_idle_ms: int = 30_000,
         batch: int = 100,
         ephemeral: bool = False,
+        batch_handler: Callable[[list[Event]], Awaitable[None]] | None = None,
     ) -> None:
         self.bus, self.stream, self.group, self.handler = bus, stream, group, handler
         # An ephemeral group belongs to this process alone and is deleted when it stops.
         self.ephemeral = ephemeral
+        # A batch handler gets every delivery of one read at once (all acked, or none).
+        self.batch_handler = batch_handler
         self.consumer = consumer or uuid.uuid4().hex[:12]
         self.start, self.block_ms, self.min_idle_ms, self.batch = (
             start,
@@ -333,6 +336,11 @@ class Subscription:
         self._stopping = False
 
     async def _handle(self, deliveries: list[Delivery]) -> None:
+        if self.batch_handler is not None:
+            if deliveries:
+                await self.batch_handler([d.event for d in deliveries])
+                await self.bus.ack(self.stream, self.group, [d.delivery_id for d in deliveries])
+            return
         done = []
         for delivery in deliveries:
             try:

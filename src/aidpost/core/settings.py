@@ -76,6 +76,24 @@ class ParticipantSettings(BaseSettings):
     api_key: str = DEV_API_KEY
 
 
+class MessengerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AIDPOST_MESSENGER_", extra="ignore")
+
+    database_url: str | None = None
+    # ESME: 60 s for the first frame, 30 min without a valid frame.
+    auth_timeout_seconds: float = 60.0
+    idle_timeout_seconds: float = 1800.0
+    max_frame_bytes: int = 65_536
+    max_message_chars: int = 4000
+    actions_per_second: float = 20.0
+    actions_burst: int = 40
+    outbound_queue: int = 1000
+    # Where to find participants' contact details when the participant component runs
+    # in another process (``GET /participant-api/users`` with the participant API key).
+    participant_url: str | None = None
+    consumer_batch: int = 200
+
+
 class Settings(BaseSettings):
     """The whole configuration; each component reads only its own part."""
 
@@ -85,6 +103,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     organizer: OrganizerSettings = Field(default_factory=OrganizerSettings)
     participant: ParticipantSettings = Field(default_factory=ParticipantSettings)
+    messenger: MessengerSettings = Field(default_factory=MessengerSettings)
 
     @model_validator(mode="after")
     def _fill_database_urls(self) -> Settings:
@@ -94,6 +113,8 @@ class Settings(BaseSettings):
             self.organizer.database_url = self.core.sqlite_url("organizer")
         if self.participant.database_url is None:
             self.participant.database_url = self.core.sqlite_url("participant")
+        if self.messenger.database_url is None:
+            self.messenger.database_url = self.core.sqlite_url("messenger")
         if self.organizer.database_url == self.participant.database_url:
             raise ValueError("organizer and participant data must not share a database")
         return self
@@ -107,6 +128,11 @@ class Settings(BaseSettings):
     def organizer_db(self) -> str:
         assert self.organizer.database_url is not None
         return self.organizer.database_url
+
+    @property
+    def messenger_db(self) -> str:
+        assert self.messenger.database_url is not None
+        return self.messenger.database_url
 
     @property
     def participant_db(self) -> str:

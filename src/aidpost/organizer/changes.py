@@ -20,7 +20,9 @@ from aidpost.organizer import views
 from aidpost.organizer.models import Agency, Changelog, Event, User, outbox
 
 CHANGES_STREAM = "organizer.changes"
-PUBLISHED = {Agency: "agency", Event: "event"}
+# Other components keep read models of these: participants search events of approved
+# agencies; the messenger checks staff roles and agencies.
+PUBLISHED = {Agency: "agency", Event: "event", User: "user"}
 
 
 class Changes:

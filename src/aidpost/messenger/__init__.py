@@ -1,0 +1,1 @@
+"""The messenger: help-request queues, chats and messages, WebSocket gateways."""

@@ -1,0 +1,84 @@
+"""ESME's Messenger API under ``/messenger-api``: the WebSocket and the REST archives."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, WebSocket
+
+from aidpost.core.errors import BadRequest, Unauthorized
+from aidpost.core.tokens import Principal, Realm
+from aidpost.messenger.gateway import Gateway
+from aidpost.messenger.service import MessengerService
+
+router = APIRouter(prefix="/messenger-api", tags=["messenger"])
+Json = dict[str, Any]
+
+
+async def _service(request: Request) -> MessengerService:
+    svc: MessengerService = request.app.state.messenger
+    return svc
+
+
+Svc = Annotated[MessengerService, Depends(_service)]
+
+
+async def _caller(request: Request, realm: Realm) -> Principal:
+    """ESME's messenger words for token trouble: malformed, of the other kind, unknown."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    prefix, sep, _jwt = token.partition(":")
+    if scheme != "Bearer" or not sep or prefix not in ("organizer", "participant"):
+        raise Unauthorized("malformed token")
+    if prefix != realm:
+        raise Unauthorized("invalid token type")
+    try:
+        principal: Principal = await request.app.state.runtime.verifier.verify(header, realm)
+    except Unauthorized:
+        raise Unauthorized("unknown user") from None
+    return principal
+
+
+async def _agency_of(request: Request, svc: MessengerService) -> int:
+    principal = await _caller(request, "organizer")
+    staff = await svc.staff(principal.user_id)
+    if staff is None:
+        raise Unauthorized("invalid role")
+    return staff[1]
+
+
+@router.websocket("/connect")
+async def connect(ws: WebSocket) -> None:
+    """ESME's chat socket: first frame ``{"Authorization": "Bearer <realm>:<jwt>"}``, then
+    ``{type, payload}`` frames (see docs/messenger.md)."""
+    gateway: Gateway = ws.app.state.gateway
+    await gateway.serve(ws)
+
+
+@router.get("/agency/chats", operation_id="agencyArchivedChats")
+async def agency_chats(request: Request, svc: Svc) -> list[Json]:
+    """The agency's ended chats, newest first, with the participants' details."""
+    return await svc.archived_chats(agency_id=await _agency_of(request, svc))
+
+
+@router.get("/agency/chats/{chatId}/messages", operation_id="agencyArchivedMessages")
+async def agency_chat_messages(chatId: str, request: Request, svc: Svc) -> list[Json]:
+    chat = await svc.archived_chat(chatId, agency_id=await _agency_of(request, svc))
+    if chat is None:
+        raise BadRequest("chat not found")
+    return await svc.history(chat.id)
+
+
+@router.get("/participant/chats", operation_id="participantArchivedChats")
+async def participant_chats(request: Request, svc: Svc) -> list[Json]:
+    principal = await _caller(request, "participant")
+    return await svc.archived_chats(participant_id=principal.user_id)
+
+
+@router.get("/participant/chats/{chatId}/messages", operation_id="participantArchivedMessages")
+async def participant_chat_messages(chatId: str, request: Request, svc: Svc) -> list[Json]:
+    principal = await _caller(request, "participant")
+    chat = await svc.archived_chat(chatId, participant_id=principal.user_id)
+    if chat is None:
+        raise BadRequest("chat not found")
+    return await svc.history(chat.id)

@@ -1,0 +1,103 @@
+"""The messenger component: queue and command consumers, and a WebSocket gateway."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import APIRouter
+
+from aidpost.core.bus import Subscription
+from aidpost.core.component import database_check
+from aidpost.core.http import Check
+from aidpost.core.migrate import upgrade
+from aidpost.core.outbox import OutboxRelay
+from aidpost.messenger.api import router
+from aidpost.messenger.directory import Directory, HttpDirectory, LocalDirectory
+from aidpost.messenger.gateway import Gateway
+from aidpost.messenger.models import outbox
+from aidpost.messenger.service import (
+    COMMANDS_STREAM,
+    HELP_STREAM,
+    ORGANIZER_STREAM,
+    MessengerService,
+)
+from aidpost.runtime import Runtime
+
+HISTORY = "messenger"
+
+
+class MessengerComponent:
+    name = "messenger"
+
+    def __init__(self, rt: Runtime, directory: Directory | None = None) -> None:
+        s = rt.settings
+        self.rt = rt
+        self.db = rt.database(s.messenger_db)
+        self.relay = OutboxRelay(self.db, outbox, rt.bus, interval=0.5)
+        self.directory = directory or self._directory()
+        self.service = MessengerService(
+            self.db,
+            rt.clock,
+            rt.hub,
+            self.directory,
+            max_message_chars=s.messenger.max_message_chars,
+            on_commit=self.relay.kick,
+        )
+        self.gateway = Gateway(
+            rt.instance, self.service, rt.bus, rt.hub, lambda: rt.verifier, s.messenger
+        )
+        self.subscriptions = [
+            Subscription(
+                rt.bus, ORGANIZER_STREAM, "messenger-read-model", self.service.on_organizer_change
+            ),
+            Subscription(rt.bus, HELP_STREAM, "messenger-queue", self.service.on_help_event),
+            Subscription(
+                rt.bus,
+                COMMANDS_STREAM,
+                "messenger-consumers",
+                self.service.on_help_event,
+                batch=s.messenger.consumer_batch,
+                block_ms=100,
+                min_idle_ms=5_000,
+                batch_handler=self.service.handle_commands,
+            ),
+        ]
+
+    def _directory(self) -> Directory:
+        s = self.rt.settings
+        if s.messenger.participant_url:
+            return HttpDirectory(s.messenger.participant_url, s.participant.api_key)
+        # One process: ask the participant component's service directly, once it exists.
+        component = self
+
+        async def lookup(ids: list[int]) -> dict[str, Any]:
+            service = getattr(component, "participants", None)
+            if service is None:
+                return {}
+            found: dict[str, Any] = await service.users(ids)
+            return found
+
+        return LocalDirectory(lookup)
+
+    def routers(self) -> Sequence[APIRouter]:
+        return (router,)
+
+    def state(self) -> dict[str, Any]:
+        return {"messenger": self.service, "gateway": self.gateway, "messenger_relay": self.relay}
+
+    def checks(self) -> Sequence[Check]:
+        return [database_check("messenger_db", self.db, HISTORY)]
+
+    async def start(self) -> None:
+        await upgrade(self.db, HISTORY)
+        self.relay.start_background()
+        await self.gateway.start()
+        for sub in self.subscriptions:
+            sub.start_background()
+
+    async def stop(self) -> None:
+        await self.gateway.stop()
+        for sub in reversed(self.subscriptions):
+            await sub.stop()
+        await self.relay.stop()

@@ -1,0 +1,359 @@
+"""The WebSocket gateway: ESME's ``/connect`` protocol on sockets, and nothing else.
+
+A gateway authenticates a socket (the first frame carries the token), reads history from
+the database, forwards chat actions to the ``messenger.commands`` stream, and delivers the
+frames consumers publish on the channels of the users connected to it. It keeps no chat
+state: any gateway can serve any user, and a client that reconnects elsewhere loses
+nothing.
+
+Per connection: frames go out through a bounded queue and one writer task, so a client that
+does not read (ESME's load-test organizer) slows nobody else; a frame that finds the queue
+full is dropped and the connection resynchronised from the database when it drains.
+Every ``user_message`` carries its chat's sequence number; a gap (pub/sub lost something)
+is filled from the database before the next frame goes out.
+
+Extensions for aidpost's own clients, after ``{"type":"hello","payload":{"protocol":
+"aidpost.1"}}``: ``resume`` (the last sequence number seen per chat; the gateway sends what
+was missed) and ``queue`` frames (the agency's waiting count). ESME's clients crash on frame
+types they do not know, so they never get these.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from aidpost.core.bus import Bus
+from aidpost.core.bus import Event as BusEvent
+from aidpost.core.errors import Unauthorized
+from aidpost.core.hub import Hub
+from aidpost.core.settings import MessengerSettings
+from aidpost.core.tokens import REALMS, Realm, TokenVerifier
+from aidpost.messenger import views
+from aidpost.messenger.service import (
+    COMMANDS_STREAM,
+    MessengerService,
+    agency_channel,
+    gateway_channel,
+    open_envelope,
+    user_channel,
+)
+
+log = logging.getLogger("aidpost.gateway")
+PROTOCOL = "aidpost.1"
+RESYNC = "\x00resync"  # a queue item, not a frame: reload every chat this socket follows
+
+
+@dataclass
+class Connection:
+    id: str
+    ws: WebSocket
+    realm: Realm
+    user_id: int
+    agency_id: int | None
+    queue: asyncio.Queue[tuple[dict[str, Any], str]]
+    ext: bool = False
+    seen: dict[str, int] = field(default_factory=dict)
+    tokens: float = 0.0
+    refilled: float = field(default_factory=time.monotonic)
+    dropped: bool = False
+
+    @property
+    def channel(self) -> str:
+        return user_channel(self.realm, self.user_id)
+
+
+class Gateway:
+    def __init__(
+        self,
+        gateway_id: str,
+        service: MessengerService,
+        bus: Bus,
+        hub: Hub,
+        verifier: Callable[[], TokenVerifier],
+        settings: MessengerSettings,
+    ) -> None:
+        self.id, self.service, self.bus, self.hub = gateway_id, service, bus, hub
+        self.verifier, self.settings = verifier, settings
+        self.connections: dict[str, Connection] = {}
+        self.by_channel: dict[str, set[str]] = defaultdict(set)
+        self.closing = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.hub.subscribe(gateway_channel(self.id), self._on_reply)
+        self.hub.on_reconnect(self._resync_all)
+
+    async def stop(self) -> None:
+        """Tell every client to reconnect (to another gateway) and let them go."""
+        self.closing = True
+        for conn in list(self.connections.values()):
+            with contextlib.suppress(Exception):
+                await conn.ws.close(code=1012, reason="gateway restarting")
+        await self.hub.unsubscribe(gateway_channel(self.id), self._on_reply)
+
+    def _resync_all(self) -> None:
+        for conn in self.connections.values():
+            self._offer(conn, ({}, RESYNC))
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    def _offer(self, conn: Connection, item: tuple[dict[str, Any], str]) -> None:
+        try:
+            conn.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            if not conn.dropped:
+                conn.dropped = True
+                log.warning("outbound queue full; dropping", extra={"conn": conn.id})
+
+    def _on_reply(self, _channel: str, data: bytes) -> None:
+        header, text = open_envelope(data)
+        conn = self.connections.get(str(header.get("conn")))
+        if conn is not None:
+            self._offer(conn, (header, text))
+
+    def _on_update(self, channel: str, data: bytes) -> None:
+        header, text = open_envelope(data)
+        for conn_id in self.by_channel.get(channel, ()):
+            conn = self.connections.get(conn_id)
+            if conn is not None and (conn.ext or not header.get("ext")):
+                self._offer(conn, (header, text))
+
+    async def _writer(self, conn: Connection) -> None:
+        ws = conn.ws
+        while True:
+            header, text = await conn.queue.get()
+            if text == RESYNC or (conn.dropped and conn.queue.empty()):
+                conn.dropped = False
+                await self._resync(conn)
+                if text == RESYNC:
+                    continue
+            chat, seq = header.get("chat"), header.get("seq")
+            if chat is not None and seq is not None and chat in conn.seen:
+                last = conn.seen[chat]
+                if seq <= last:
+                    continue  # already delivered (a backfill got there first)
+                if seq > last + 1:
+                    await self._backfill(conn, chat, last, seq - 1)
+                conn.seen[chat] = seq
+            await ws.send_text(text)
+
+    async def _backfill(self, conn: Connection, chat: str, after: int, until: int | None) -> None:
+        for message in await self.service.history(chat, after, until):
+            await conn.ws.send_text(views.frame("user_message", message))
+            conn.seen[chat] = message["seq"]
+
+    async def _resync(self, conn: Connection) -> None:
+        for chat, last in list(conn.seen.items()):
+            await self._backfill(conn, chat, last, None)
+
+    # -- the socket --------------------------------------------------------------------------
+
+    async def serve(self, ws: WebSocket) -> None:
+        await ws.accept()
+        if self.closing:
+            await ws.close(code=1012)
+            return
+        conn = await self._authenticate(ws)
+        if conn is None:
+            return
+        self.connections[conn.id] = conn
+        await self._follow(conn, conn.channel)
+        writer = asyncio.create_task(self._writer(conn), name=f"ws-writer-{conn.id}")
+        try:
+            await self._read(conn)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
+            await self._unfollow_all(conn)
+            self.connections.pop(conn.id, None)
+
+    async def _authenticate(self, ws: WebSocket) -> Connection | None:
+        """The first frame, within the time limit: ``{"Authorization": "Bearer realm:jwt"}``.
+        On failure the socket is closed (1008) without a word, as ESME did."""
+        try:
+            raw = await asyncio.wait_for(ws.receive_text(), self.settings.auth_timeout_seconds)
+            frame = json.loads(raw) if len(raw) <= 8192 else None
+            header = (
+                next((v for k, v in frame.items() if k.lower() == "authorization"), None)
+                if isinstance(frame, dict)
+                else None
+            )
+            if not isinstance(header, str):
+                raise Unauthorized()
+            prefix = header.partition(" ")[2].partition(":")[0]
+            if prefix not in REALMS:
+                raise Unauthorized()
+            realm: Realm = "organizer" if prefix == "organizer" else "participant"
+            principal = await self.verifier().verify(header, realm)
+            agency_id = None
+            if realm == "organizer":
+                staff = await self.service.staff(principal.user_id)
+                if staff is None:
+                    raise Unauthorized()
+                agency_id = staff[1]
+        except (TimeoutError, ValueError, Unauthorized, WebSocketDisconnect, KeyError):
+            with contextlib.suppress(Exception):
+                await ws.close(code=1008)
+            return None
+        return Connection(
+            id=uuid.uuid4().hex[:16],
+            ws=ws,
+            realm=realm,
+            user_id=principal.user_id,
+            agency_id=agency_id,
+            queue=asyncio.Queue(self.settings.outbound_queue),
+            tokens=float(self.settings.actions_burst),
+        )
+
+    async def _follow(self, conn: Connection, channel: str) -> None:
+        if not self.by_channel[channel]:
+            await self.hub.subscribe(channel, self._on_update)
+        self.by_channel[channel].add(conn.id)
+
+    async def _unfollow_all(self, conn: Connection) -> None:
+        for channel in [c for c, ids in self.by_channel.items() if conn.id in ids]:
+            ids = self.by_channel[channel]
+            ids.discard(conn.id)
+            if not ids:
+                del self.by_channel[channel]
+                await self.hub.unsubscribe(channel, self._on_update)
+
+    def _send(self, conn: Connection, kind: str, payload: Any) -> None:
+        self._offer(conn, ({}, views.frame(kind, payload)))
+
+    def _error(self, conn: Connection, message: str) -> None:
+        self._send(conn, "error", {"message": message})
+
+    def _allowed(self, conn: Connection) -> bool:
+        now = time.monotonic()
+        rate, burst = self.settings.actions_per_second, float(self.settings.actions_burst)
+        conn.tokens = min(burst, conn.tokens + (now - conn.refilled) * rate)
+        conn.refilled = now
+        if conn.tokens < 1:
+            return False
+        conn.tokens -= 1
+        return True
+
+    async def _read(self, conn: Connection) -> None:
+        while True:
+            try:
+                raw = await asyncio.wait_for(
+                    conn.ws.receive_text(), self.settings.idle_timeout_seconds
+                )
+            except TimeoutError:
+                self._error(conn, "timeout")
+                await asyncio.sleep(0.05)
+                await conn.ws.close(code=1001)
+                return
+            except KeyError:  # a binary frame
+                self._error(conn, "malformed message")
+                continue
+            if len(raw) > self.settings.max_frame_bytes:
+                self._error(conn, f"frame over {self.settings.max_frame_bytes} bytes")
+                continue
+            try:
+                frame = json.loads(raw)
+            except ValueError:
+                frame = None
+            if not isinstance(frame, dict) or not isinstance(frame.get("type", ""), str):
+                self._error(conn, "malformed message")
+                continue
+            if not self._allowed(conn):
+                self._error(conn, "too many actions; slow down")
+                continue
+            await self._dispatch(conn, frame.get("type", ""), frame.get("payload"))
+
+    async def _dispatch(self, conn: Connection, kind: str, payload: Any) -> None:
+        if kind == "get_chats":
+            self._send(
+                conn, "chats", {"chats": await self.service.active_chats(conn.realm, conn.user_id)}
+            )
+        elif kind == "get_chat_history":
+            chat_id = payload.get("chatId") if isinstance(payload, dict) else None
+            if not isinstance(chat_id, str):
+                self._error(conn, "invalid message payload")
+                return
+            chat = await self.service.open_chat_of(conn.realm, conn.user_id, chat_id)
+            if chat is None:
+                self._error(conn, f"you have no access to chat {chat_id[:64]}")
+                return
+            messages = await self.service.history(chat.id)
+            conn.seen[chat.id] = max([m["seq"] for m in messages], default=0)
+            self._send(conn, "chat_history", {"chatId": chat.id, "messages": messages})
+        elif kind in ("send_message", "close_chat", "start_chat"):
+            await self._command(conn, kind, payload)
+        elif kind == "hello" and isinstance(payload, dict) and payload.get("protocol") == PROTOCOL:
+            conn.ext = True
+            self._send(conn, "hello", {"protocol": PROTOCOL, "gateway": self.id})
+            if conn.agency_id is not None:
+                await self._follow(conn, agency_channel(conn.agency_id))
+                waiting = await self.service.waiting_count(conn.agency_id)
+                self._send(conn, "queue", {"agencyId": conn.agency_id, "waiting": waiting})
+        elif kind == "resume" and conn.ext:
+            await self._resume(conn, payload)
+        else:
+            self._error(conn, "invalid message type")
+
+    async def _command(self, conn: Connection, kind: str, payload: Any) -> None:
+        if kind in ("start_chat", "close_chat") and conn.realm != "organizer":
+            self._error(conn, "invalid message type")
+            return
+        if kind != "start_chat":
+            if not isinstance(payload, dict) or not isinstance(payload.get("chatId"), str):
+                self._error(conn, "invalid message payload")
+                return
+            if kind == "send_message" and not isinstance(payload.get("message"), str):
+                self._error(conn, "invalid message payload")
+                return
+            payload = {
+                k: payload[k]
+                for k in ("chatId", "message", "lat", "lng", "clientId")
+                if k in payload
+            }
+            if "clientId" in payload and not isinstance(payload["clientId"], str):
+                self._error(conn, "invalid message payload")
+                return
+        else:
+            payload = {}
+        command = {
+            "action": kind,
+            "realm": conn.realm,
+            "userId": conn.user_id,
+            "agencyId": conn.agency_id,
+            "gateway": self.id,
+            "conn": conn.id,
+            "payload": payload,
+        }
+        await self.bus.publish(COMMANDS_STREAM, [BusEvent("messenger.command.v1", command)])
+
+    async def _resume(self, conn: Connection, payload: Any) -> None:
+        """``{"chats": {chatId: lastSeq}}``: send what this device missed, in order."""
+        seen = payload.get("chats") if isinstance(payload, dict) else None
+        if not isinstance(seen, dict):
+            self._error(conn, "invalid message payload")
+            return
+        for chat_id, last in list(seen.items())[:500]:
+            if not isinstance(chat_id, str) or isinstance(last, bool) or not isinstance(last, int):
+                continue
+            chat = await self.service.open_chat_of(conn.realm, conn.user_id, chat_id)
+            if chat is None:
+                continue
+            for message in await self.service.history(chat.id, max(last, 0)):
+                self._send(conn, "user_message", message)
+            conn.seen[chat.id] = max(conn.seen.get(chat.id, 0), chat.lastSeq, last)
+        self._send(conn, "resumed", {})

@@ -1,0 +1,526 @@
+"""The messenger's consumers: the agencies' queues, and the chat commands gateways send.
+
+Commands arrive on the ``messenger.commands`` stream and are handled in batches by any
+number of consumer processes (one consumer group): one transaction per batch claims queue
+entries, numbers and stores messages (one insert for many), closes chats and records each
+command id in the inbox, so a redelivered batch changes nothing; after the commit, one hub
+pipeline publishes the frames to the users' channels. Start and close also write
+``chat.started.v1`` / ``chat.closed.v1`` to the outbox in the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aidpost.core import outbox as outbox_mod
+from aidpost.core.bus import Event as BusEvent
+from aidpost.core.clock import Clock
+from aidpost.core.db import Database
+from aidpost.core.hub import Hub
+from aidpost.core.outbox import first_time
+from aidpost.core.validation import parse_datetime
+from aidpost.messenger import views
+from aidpost.messenger.directory import Directory
+from aidpost.messenger.models import Agency, Chat, Message, QueueEntry, Staff, inbox, outbox
+
+log = logging.getLogger("aidpost.messenger")
+
+COMMANDS_STREAM = "messenger.commands"
+CHATS_STREAM = "messenger.chats"
+HELP_STREAM = "help.requests"
+ORGANIZER_STREAM = "organizer.changes"
+STAFF_ROLES = (2, 3, 4)  # owner, manager, support (ESME: admins cannot chat)
+
+
+def new_id() -> str:
+    """24 hex characters, like the MongoDB ObjectIds ESME's clients know."""
+    return uuid.uuid4().hex[:24]
+
+
+def user_channel(realm: str, user_id: int) -> str:
+    return f"u:{realm}:{user_id}"
+
+
+def gateway_channel(gateway: str) -> str:
+    return f"g:{gateway}"
+
+
+def agency_channel(agency_id: int) -> str:
+    return f"a:{agency_id}"
+
+
+def envelope(header: dict[str, Any], text: str) -> bytes:
+    """A hub message: a small JSON header line, then the frame text sent as it is."""
+    return json.dumps(header, separators=(",", ":")).encode() + b"\n" + text.encode()
+
+
+def open_envelope(data: bytes) -> tuple[dict[str, Any], str]:
+    head, _, text = data.partition(b"\n")
+    header: dict[str, Any] = json.loads(head)
+    return header, text.decode()
+
+
+@dataclass
+class Outgoing:
+    """What a batch publishes after its commit."""
+
+    items: list[tuple[str, bytes]] = field(default_factory=list)
+    new_chats: list[Chat] = field(default_factory=list)
+
+    def to_users(self, chat: Chat, text: str, seq: int | None = None) -> None:
+        header: dict[str, Any] = {"chat": chat.id}
+        if seq is not None:
+            header["seq"] = seq
+        data = envelope(header, text)
+        self.items.append((user_channel("organizer", chat.organizerId), data))
+        self.items.append((user_channel("participant", chat.participantId), data))
+
+    def reply(self, command: dict[str, Any], text: str) -> None:
+        self.items.append(
+            (gateway_channel(command["gateway"]), envelope({"conn": command["conn"]}, text))
+        )
+
+    def error(self, command: dict[str, Any], message: str) -> None:
+        self.reply(command, views.frame("error", {"message": message}))
+
+
+class MessengerService:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        hub: Hub,
+        directory: Directory,
+        *,
+        max_message_chars: int,
+        on_commit: Any = lambda: None,
+    ) -> None:
+        self.db, self.clock, self.hub, self.directory = db, clock, hub, directory
+        self.max_message_chars = max_message_chars
+        self.on_commit = on_commit
+
+    # -- read models and queues ------------------------------------------------------------
+
+    async def on_organizer_change(self, event: BusEvent) -> None:
+        async with self.db.transaction() as session:
+            if not await first_time(session, inbox, event.id):
+                return
+            data = event.data
+            if event.type == "organizer.user.changed.v1":
+                user = data.get("user")
+                if user is None:
+                    staff = await session.get(Staff, int(data["id"]))
+                    if staff is not None:
+                        await session.delete(staff)
+                else:
+                    await session.merge(
+                        Staff(id=int(user["id"]), agencyId=user["agencyId"], role=int(user["role"]))
+                    )
+            elif event.type == "organizer.agency.changed.v1":
+                agency = data.get("agency")
+                if agency is None:
+                    found = await session.get(Agency, int(data["id"]))
+                    if found is not None:
+                        await session.delete(found)
+                else:
+                    await session.merge(
+                        Agency(id=int(data["id"]), approved=bool(agency["approved"]))
+                    )
+
+    async def on_help_event(self, event: BusEvent) -> None:
+        """``help.requested.v1`` joins the agency's queue; ``help.cancelled.v1`` leaves it."""
+        data = event.data
+        agency_id = int(data["agencyId"])
+        async with self.db.transaction() as session:
+            if not await first_time(session, inbox, event.id):
+                return
+            if event.type == "help.requested.v1":
+                if await session.get(QueueEntry, int(data["requestId"])) is None:
+                    session.add(
+                        QueueEntry(
+                            requestId=int(data["requestId"]),
+                            agencyId=agency_id,
+                            eventId=int(data["eventId"]),
+                            participantId=int(data["participantId"]),
+                            problemType=str(data.get("problemType") or "other"),
+                            description=str(data.get("description") or ""),
+                            lat=data.get("lat"),
+                            lng=data.get("lng"),
+                            requestedAt=parse_datetime(data["requestedAt"]),
+                            status="waiting",
+                        )
+                    )
+            elif event.type == "help.cancelled.v1":
+                await session.execute(
+                    update(QueueEntry)
+                    .where(
+                        QueueEntry.requestId == int(data["requestId"]),
+                        QueueEntry.status == "waiting",
+                    )
+                    .values(status="cancelled")
+                )
+            else:
+                return
+            waiting = await self._waiting(session, agency_id)
+        await self.hub.publish([self._queue_frame(agency_id, waiting)])
+
+    async def _waiting(self, session: AsyncSession, agency_id: int) -> int:
+        count = await session.scalar(
+            select(func.count())
+            .select_from(QueueEntry)
+            .where(QueueEntry.agencyId == agency_id, QueueEntry.status == "waiting")
+        )
+        return int(count or 0)
+
+    def _queue_frame(self, agency_id: int, waiting: int) -> tuple[str, bytes]:
+        # aidpost's own frame: gateways pass it only to clients that asked for it.
+        text = views.frame("queue", {"agencyId": agency_id, "waiting": waiting})
+        return agency_channel(agency_id), envelope({"ext": True}, text)
+
+    async def waiting_count(self, agency_id: int) -> int:
+        async with self.db.session() as session:
+            return await self._waiting(session, agency_id)
+
+    # -- commands ----------------------------------------------------------------------------
+
+    async def handle_commands(self, events: Sequence[BusEvent]) -> None:
+        """One batch of gateway commands: one transaction, one insert, one publish."""
+        out = Outgoing()
+        agencies_touched: set[int] = set()
+        async with self.db.transaction() as session:
+            fresh = []
+            for event in events:
+                if await first_time(session, inbox, event.id):
+                    fresh.append(event)
+            chat_ids = {
+                str(e.data.get("payload", {}).get("chatId"))
+                for e in fresh
+                if e.data.get("action") in ("send_message", "close_chat")
+                and isinstance(e.data.get("payload"), dict)
+            }
+            chats = await self._lock_chats(session, chat_ids)
+            messages: list[Message] = []
+            for event in fresh:
+                command = {**event.data, "id": event.id}
+                action = command.get("action")
+                if action == "send_message":
+                    await self._send(session, command, chats, messages, out)
+                elif action == "start_chat":
+                    agency = await self._start(session, command, messages, out)
+                    if agency is not None:
+                        agencies_touched.add(agency)
+                elif action == "close_chat":
+                    await self._close(session, command, chats, out)
+            session.add_all(messages)
+            waiting = {a: await self._waiting(session, a) for a in agencies_touched}
+        if out.new_chats:
+            await self._announce(out)
+        out.items.extend(self._queue_frame(a, n) for a, n in waiting.items())
+        await self.hub.publish(out.items)
+        self.on_commit()
+
+    async def _lock_chats(self, session: AsyncSession, ids: set[str]) -> dict[str, Chat]:
+        if not ids:
+            return {}
+        rows = await session.scalars(
+            select(Chat).where(Chat.id.in_(sorted(ids))).order_by(Chat.id).with_for_update()
+        )
+        return {c.id: c for c in rows.all()}
+
+    @staticmethod
+    def _member(command: dict[str, Any], chat: Chat | None) -> bool:
+        if chat is None or chat.ended:
+            return False
+        member = chat.organizerId if command["realm"] == "organizer" else chat.participantId
+        return bool(member == int(command["userId"]))
+
+    async def _send(
+        self,
+        session: AsyncSession,
+        command: dict[str, Any],
+        chats: dict[str, Chat],
+        messages: list[Message],
+        out: Outgoing,
+    ) -> None:
+        payload = command["payload"]
+        chat = chats.get(str(payload.get("chatId")))
+        if not self._member(command, chat):
+            out.error(command, f"you have no access to chat {payload.get('chatId', '')}")
+            return
+        assert chat is not None
+        content = payload.get("message")
+        if not isinstance(content, str):
+            out.error(command, "invalid message payload")
+            return
+        if len(content) > self.max_message_chars:
+            out.error(command, f"message must be at most {self.max_message_chars} characters")
+            return
+        from_organizer = 1 if command["realm"] == "organizer" else 0
+        client_id = str(payload.get("clientId") or command["id"])[:64]
+        known = next(
+            (
+                m
+                for m in messages
+                if m.chatId == chat.id
+                and m.fromOrganizer == from_organizer
+                and m.authorId == command["userId"]
+                and m.clientId == client_id
+            ),
+            None,
+        ) or await session.scalar(
+            select(Message).where(
+                Message.chatId == chat.id,
+                Message.fromOrganizer == from_organizer,
+                Message.authorId == command["userId"],
+                Message.clientId == client_id,
+            )
+        )
+        if known is not None:
+            # A resend: stored once; send it again so the sender knows it is there.
+            out.to_users(chat, views.frame("user_message", views.message(known)), known.seq)
+            return
+        lat = lng = None
+        if (
+            not from_organizer
+            and _is_coordinate(payload.get("lat"), 90)
+            and _is_coordinate(payload.get("lng"), 180)
+        ):
+            lat, lng = float(payload["lat"]), float(payload["lng"])
+        chat.lastSeq += 1
+        message = Message(
+            id=new_id(),
+            chatId=chat.id,
+            seq=chat.lastSeq,
+            authorId=command["userId"],
+            fromOrganizer=from_organizer,
+            content=content,
+            timeSent=self.clock.now(),
+            lat=lat,
+            lng=lng,
+            clientId=client_id,
+        )
+        messages.append(message)
+        out.to_users(chat, views.frame("user_message", views.message(message)), message.seq)
+
+    async def _start(
+        self,
+        session: AsyncSession,
+        command: dict[str, Any],
+        messages: list[Message],
+        out: Outgoing,
+    ) -> int | None:
+        """Take the agency's oldest waiting request (exactly one staff member gets it) and
+        open its chat with the problem description as the participant's first message."""
+        if command["realm"] != "organizer" or not command.get("agencyId"):
+            out.error(command, "invalid message type")
+            return None
+        agency_id = int(command["agencyId"])
+        chat_id = new_id()
+        oldest = (
+            select(QueueEntry.requestId)
+            .where(QueueEntry.agencyId == agency_id, QueueEntry.status == "waiting")
+            .order_by(QueueEntry.requestedAt, QueueEntry.requestId)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        taken = (
+            await session.execute(
+                update(QueueEntry)
+                .where(QueueEntry.requestId == oldest, QueueEntry.status == "waiting")
+                .values(status="taken", chatId=chat_id)
+                .returning(QueueEntry)
+            )
+        ).scalar_one_or_none()
+        if taken is None:
+            out.reply(command, views.frame("info", {"message": "no new chats"}))
+            return None
+        now = self.clock.now()
+        chat = Chat(
+            id=chat_id,
+            agencyId=agency_id,
+            eventId=taken.eventId,
+            organizerId=int(command["userId"]),
+            participantId=taken.participantId,
+            requestId=taken.requestId,
+            ended=0,
+            latStart=taken.lat,
+            lngStart=taken.lng,
+            timeStart=now,
+            timeEnd=None,
+            lastSeq=1,
+        )
+        session.add(chat)
+        description = taken.description or f"I need {taken.problemType} assistance"
+        first = Message(
+            id=new_id(),
+            chatId=chat_id,
+            seq=1,
+            authorId=taken.participantId,
+            fromOrganizer=0,
+            content=f"Problem description: {description}",
+            timeSent=now,
+            lat=taken.lat,
+            lng=taken.lng,
+            clientId=f"request-{taken.requestId}",
+        )
+        await session.flush()  # the chat row before its first message
+        messages.append(first)
+        await outbox_mod.publish(
+            session,
+            outbox,
+            CHATS_STREAM,
+            BusEvent(
+                "chat.started.v1",
+                {
+                    "requestId": taken.requestId,
+                    "chatId": chat_id,
+                    "agencyId": agency_id,
+                    "eventId": taken.eventId,
+                    "participantId": taken.participantId,
+                    "organizerId": chat.organizerId,
+                },
+            ),
+        )
+        out.new_chats.append(chat)
+        out.to_users(chat, views.frame("user_message", views.message(first)), 1)
+        return agency_id
+
+    async def _announce(self, out: Outgoing) -> None:
+        """``new_chat`` (with the participant's details) goes before its first message."""
+        users = await self.directory.users([c.participantId for c in out.new_chats])
+        frames = []
+        for chat in out.new_chats:
+            details = views.participant_details(users.get(chat.participantId))
+            text = views.frame("new_chat", views.chat(chat, details))
+            data = envelope({"chat": chat.id}, text)
+            frames.append((user_channel("organizer", chat.organizerId), data))
+            frames.append((user_channel("participant", chat.participantId), data))
+        out.items[:0] = frames
+
+    async def _close(
+        self, session: AsyncSession, command: dict[str, Any], chats: dict[str, Chat], out: Outgoing
+    ) -> None:
+        payload = command["payload"]
+        chat = chats.get(str(payload.get("chatId")))
+        if command["realm"] != "organizer":
+            out.error(command, "invalid message type")
+            return
+        if not self._member(command, chat):
+            out.error(command, f"you have no access to chat {payload.get('chatId', '')}")
+            return
+        assert chat is not None
+        chat.ended, chat.timeEnd = 1, self.clock.now()
+        await outbox_mod.publish(
+            session,
+            outbox,
+            CHATS_STREAM,
+            BusEvent(
+                "chat.closed.v1",
+                {
+                    "requestId": chat.requestId,
+                    "chatId": chat.id,
+                    "participantId": chat.participantId,
+                    "eventId": chat.eventId,
+                },
+            ),
+        )
+        out.to_users(chat, views.frame("closed_chat", {"chatId": chat.id}))
+
+    # -- reads (gateways and REST) ---------------------------------------------------------------
+
+    async def staff(self, user_id: int) -> tuple[int, int] | None:
+        """(role, agency id) of a staff member who may chat now, else None."""
+        async with self.db.session() as session:
+            staff = await session.get(Staff, user_id)
+            if staff is None or staff.role not in STAFF_ROLES or staff.agencyId is None:
+                return None
+            agency = await session.get(Agency, staff.agencyId)
+            if agency is None or not agency.approved:
+                return None
+            return staff.role, staff.agencyId
+
+    async def active_chats(self, realm: str, user_id: int) -> list[dict[str, Any]]:
+        """ESME's ``chats``: the caller's open chats, newest first; staff see participants."""
+        column = Chat.organizerId if realm == "organizer" else Chat.participantId
+        async with self.db.session() as session:
+            rows = (
+                await session.scalars(
+                    select(Chat)
+                    .where(column == user_id, Chat.ended == 0)
+                    .order_by(Chat.timeStart.desc(), Chat.id.desc())
+                )
+            ).all()
+        if realm != "organizer":
+            return [views.chat(c) for c in rows]
+        users = await self.directory.users([c.participantId for c in rows])
+        return [views.chat(c, views.participant_details(users.get(c.participantId))) for c in rows]
+
+    async def open_chat_of(self, realm: str, user_id: int, chat_id: str) -> Chat | None:
+        async with self.db.session() as session:
+            chat = await session.get(Chat, chat_id[:32])
+        column = (
+            chat.organizerId
+            if chat and realm == "organizer"
+            else (chat.participantId if chat else None)
+        )
+        if chat is None or chat.ended or column != user_id:
+            return None
+        return chat
+
+    async def history(
+        self, chat_id: str, after_seq: int = 0, until_seq: int | None = None
+    ) -> list[dict[str, Any]]:
+        async with self.db.session() as session:
+            stmt = select(Message).where(Message.chatId == chat_id, Message.seq > after_seq)
+            if until_seq is not None:
+                stmt = stmt.where(Message.seq <= until_seq)
+            rows = (await session.scalars(stmt.order_by(Message.seq))).all()
+        return [views.message(m) for m in rows]
+
+    async def archived_chats(
+        self, *, agency_id: int | None = None, participant_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """ESME's archives: ended chats, newest first, with the participant's details."""
+        async with self.db.session() as session:
+            stmt = select(Chat).where(Chat.ended == 1)
+            if agency_id is not None:
+                stmt = stmt.where(Chat.agencyId == agency_id)
+            if participant_id is not None:
+                stmt = stmt.where(Chat.participantId == participant_id)
+            rows = (
+                await session.scalars(stmt.order_by(Chat.timeStart.desc(), Chat.id.desc()))
+            ).all()
+        users = await self.directory.users([c.participantId for c in rows])
+        return [views.chat(c, views.participant_details(users.get(c.participantId))) for c in rows]
+
+    async def archived_chat(
+        self, chat_id: str, *, agency_id: int | None = None, participant_id: int | None = None
+    ) -> Chat | None:
+        async with self.db.session() as session:
+            chat = await session.get(Chat, chat_id[:32])
+        if chat is None or not chat.ended:
+            return None
+        if agency_id is not None and chat.agencyId != agency_id:
+            return None
+        if participant_id is not None and chat.participantId != participant_id:
+            return None
+        return chat
+
+
+def _is_coordinate(value: Any, limit: float) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        number = float(value)
+    except OverflowError:
+        return False
+    return number == number and abs(number) <= limit
