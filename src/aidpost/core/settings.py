@@ -92,6 +92,16 @@ class MessengerSettings(BaseSettings):
     # in another process (``GET /participant-api/users`` with the participant API key).
     participant_url: str | None = None
     consumer_batch: int = 200
+    # What this process does: hold sockets ("gateway"), handle commands ("consumer"), or both.
+    roles: str = "gateway,consumer"
+
+    @property
+    def gateway(self) -> bool:
+        return "gateway" in self.roles.split(",")
+
+    @property
+    def consumer(self) -> bool:
+        return "consumer" in self.roles.split(",")
 
 
 class Settings(BaseSettings):

@@ -81,7 +81,7 @@ class MessengerComponent:
         return LocalDirectory(lookup)
 
     def routers(self) -> Sequence[APIRouter]:
-        return (router,)
+        return (router,) if self.rt.settings.messenger.gateway else ()
 
     def state(self) -> dict[str, Any]:
         return {"messenger": self.service, "gateway": self.gateway, "messenger_relay": self.relay}
@@ -91,13 +91,19 @@ class MessengerComponent:
 
     async def start(self) -> None:
         await upgrade(self.db, HISTORY)
-        self.relay.start_background()
-        await self.gateway.start()
-        for sub in self.subscriptions:
-            sub.start_background()
+        roles = self.rt.settings.messenger
+        if roles.consumer:
+            self.relay.start_background()
+            for sub in self.subscriptions:
+                sub.start_background()
+        if roles.gateway:
+            await self.gateway.start()
 
     async def stop(self) -> None:
-        await self.gateway.stop()
-        for sub in reversed(self.subscriptions):
-            await sub.stop()
-        await self.relay.stop()
+        roles = self.rt.settings.messenger
+        if roles.gateway:
+            await self.gateway.stop()
+        if roles.consumer:
+            for sub in reversed(self.subscriptions):
+                await sub.stop()
+            await self.relay.stop()

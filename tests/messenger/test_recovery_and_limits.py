@@ -1,0 +1,134 @@
+"""Resends stored once, resume after a reconnect, every device in sync, and the limits."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import websockets
+
+from tests.contract.server import serve
+from tests.messenger.client import Client
+from tests.messenger.test_chat_flow import World
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    env = {
+        "AIDPOST_RATE_LIMIT": "100000/minute",
+        "AIDPOST_MESSENGER_AUTH_TIMEOUT_SECONDS": "1",
+        "AIDPOST_MESSENGER_IDLE_TIMEOUT_SECONDS": "2",
+        "AIDPOST_MESSENGER_ACTIONS_PER_SECOND": "5",
+        "AIDPOST_MESSENGER_ACTIONS_BURST": "10",
+        "AIDPOST_MESSENGER_MAX_MESSAGE_CHARS": "100",
+    }
+    with serve(tmp_path, env, "--demo") as base:
+        w = World(base)
+        yield w
+        await w.http.aclose()
+
+
+async def open_chat(world: World) -> tuple[Client, Client, str, str, str]:
+    staff_token = await world.token("organizer", "support")
+    participant_token = await world.token("participant", "participant")
+    await world.request_help(participant_token, "lost")
+    staff = await Client.connect(world.base, staff_token, get_chats=False)
+    chat_id = (await staff.start_chat())["id"]
+    assert (await staff.next("user_message"))["payload"]["seq"] == 1
+    staff.frames.clear()
+    participant = await Client.connect(world.base, participant_token, get_chats=False)
+    return staff, participant, chat_id, staff_token, participant_token
+
+
+async def test_resend_is_stored_once_and_devices_stay_in_sync(world: World) -> None:
+    staff, phone, chat_id, _st, participant_token = await open_chat(world)
+    tablet = await Client.connect(world.base, participant_token, get_chats=False)
+    await asyncio.sleep(0.2)  # both devices subscribed
+    body = {"chatId": chat_id, "message": "are you there?", "clientId": "m-1"}
+    await phone.send("send_message", body)
+    await phone.send("send_message", body)  # a resend after a doubtful moment
+    seqs = []
+    for client in (phone, tablet, staff):
+        seqs.append((await client.next("user_message"))["payload"]["seq"])
+    assert seqs == [2, 2, 2]
+    for client in (phone, tablet):
+        again = (await client.next("user_message"))["payload"]
+        assert again["seq"] == 2 and again["clientId"] == "m-1", (
+            "the resend answers with the stored one"
+        )
+    await tablet.send("get_chat_history", {"chatId": chat_id})
+    history = (await tablet.next("chat_history"))["payload"]["messages"]
+    assert [m["content"] for m in history].count("are you there?") == 1
+
+
+async def test_resume_sends_exactly_what_was_missed(world: World) -> None:
+    staff, phone, chat_id, _st, participant_token = await open_chat(world)
+    await phone.send("hello", {"protocol": "aidpost.1"})
+    assert (await phone.next("hello"))["payload"]["protocol"] == "aidpost.1"
+    await phone.send("get_chat_history", {"chatId": chat_id})
+    last = (await phone.next("chat_history"))["payload"]["messages"][-1]["seq"]
+    await phone.close()
+    for i in range(5):
+        await staff.send("send_message", {"chatId": chat_id, "message": f"update {i}"})
+        await staff.next("user_message")
+    back = await Client.connect(world.base, participant_token, get_chats=False)
+    await back.send("hello", {"protocol": "aidpost.1"})
+    await back.next("hello")
+    await back.send("resume", {"chats": {chat_id: last}})
+    got = [(await back.next("user_message"))["payload"]["content"] for _ in range(5)]
+    assert got == [f"update {i}" for i in range(5)]
+    await back.next("resumed")
+    await staff.send("send_message", {"chatId": chat_id, "message": "live again"})
+    assert (await back.next("user_message"))["payload"]["content"] == "live again"
+
+
+async def test_staff_see_the_waiting_count(world: World) -> None:
+    staff_token = await world.token("organizer", "support")
+    staff = await Client.connect(world.base, staff_token, get_chats=False)
+    await staff.send("hello", {"protocol": "aidpost.1"})
+    await staff.next("hello")
+    assert (await staff.next("queue"))["payload"]["waiting"] == 0
+    await world.request_help(await world.token("participant", "participant"), "help")
+    assert (await staff.next("queue", within=10))["payload"]["waiting"] == 1
+    await staff.start_chat()
+    assert (await staff.next("queue"))["payload"]["waiting"] == 0
+
+
+async def test_esme_clients_never_get_unknown_frames(world: World) -> None:
+    """ESME's UIs crash on frame types they do not know: no `queue` without `hello`."""
+    staff_token = await world.token("organizer", "support")
+    staff = await Client.connect(world.base, staff_token)
+    await staff.next("chats")
+    await world.request_help(await world.token("participant", "participant"), "help")
+    await staff.start_chat()
+    await asyncio.sleep(0.3)
+    known = {"chats", "chat_history", "user_message", "new_chat", "closed_chat", "info", "error"}
+    assert {f["type"] for f in staff.frames} <= known
+
+
+async def test_limits(world: World) -> None:
+    _staff, phone, chat_id, _st, _pt = await open_chat(world)
+    await phone.send("send_message", {"chatId": chat_id, "message": "x" * 101})
+    assert (await phone.next("error"))["payload"][
+        "message"
+    ] == "message must be at most 100 characters"
+    for _ in range(30):
+        await phone.send("get_chats", "")
+    errors = []
+    for _ in range(30):
+        frame = await phone.next()
+        if frame["type"] == "error":
+            errors.append(frame["payload"]["message"])
+    assert errors and set(errors) == {"too many actions; slow down"}
+
+    ws = await websockets.connect(world.base.replace("http", "ws") + "/messenger-api/connect")
+    with pytest.raises(websockets.ConnectionClosed):
+        await asyncio.wait_for(ws.recv(), 5)  # no Authorization frame within 1 s
+    idle = await Client.connect(
+        world.base, (await world.token("participant", "participant")), get_chats=False
+    )
+    assert (await idle.next("error", within=5))["payload"]["message"] == "timeout"
+    with pytest.raises(websockets.ConnectionClosed):
+        await asyncio.wait_for(idle.ws.recv(), 5)
