@@ -69,12 +69,12 @@ class Databases:
 async def databases(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Databases]:
     dbs = Databases(request.param)
     if request.param == "sqlite":
-        for name in ("auth", "organizer", "participant"):
+        for name in ("auth", "organizer", "participant", "messenger"):
             dbs.urls[name] = f"sqlite+aiosqlite:///{tmp_path / (name + '.db')}"
     else:
         require("postgres")
         tag = uuid.uuid4().hex[:10]
-        for name in ("auth", "organizer", "participant"):
+        for name in ("auth", "organizer", "participant", "messenger"):
             db = f"aidpost_test_{tag}_{name}"
             await _pg_admin(f'CREATE DATABASE "{db}"')
             dbs.created.append(db)
@@ -91,6 +91,7 @@ def make_settings(dbs: Databases, tmp_path: Path, **core: Any) -> Settings:
         "AIDPOST_AUTH_DATABASE_URL": dbs.urls["auth"],
         "AIDPOST_ORGANIZER_DATABASE_URL": dbs.urls["organizer"],
         "AIDPOST_PARTICIPANT_DATABASE_URL": dbs.urls["participant"],
+        "AIDPOST_MESSENGER_DATABASE_URL": dbs.urls["messenger"],
         "AIDPOST_AUTH_SUPERADMIN_EMAIL": SUPERADMIN[0],
         "AIDPOST_AUTH_SUPERADMIN_PASSWORD": SUPERADMIN[1],
         # Fast hashing in tests; production keeps OWASP's argon2id parameters.

@@ -81,9 +81,11 @@ class Chat(Base):
 class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
-        UniqueConstraint("chat_id", "seq"),
+        UniqueConstraint("chat_id", "seq", name="uq_messages_chat_seq"),
         # A resend (same sender, same client id) is stored once.
-        UniqueConstraint("chat_id", "from_organizer", "author_id", "client_id"),
+        UniqueConstraint(
+            "chat_id", "from_organizer", "author_id", "client_id", name="uq_messages_client_id"
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)

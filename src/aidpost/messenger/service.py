@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aidpost.core import faults
 from aidpost.core import outbox as outbox_mod
 from aidpost.core.bus import Event as BusEvent
 from aidpost.core.clock import Clock
@@ -198,7 +199,12 @@ class MessengerService:
         async with self.db.transaction() as session:
             fresh = []
             for event in events:
-                if await first_time(session, inbox, event.id):
+                # A redelivered send is found again by its client id and published again
+                # (its first delivery may have died before publishing); other actions run
+                # once, by command id.
+                if event.data.get("action") == "send_message" or await first_time(
+                    session, inbox, event.id
+                ):
                     fresh.append(event)
             chat_ids = {
                 str(e.data.get("payload", {}).get("chatId"))
@@ -221,6 +227,7 @@ class MessengerService:
                     await self._close(session, command, chats, out)
             session.add_all(messages)
             waiting = {a: await self._waiting(session, a) for a in agencies_touched}
+        faults.point("messenger.after_commit")
         if out.new_chats:
             await self._announce(out)
         out.items.extend(self._queue_frame(a, n) for a, n in waiting.items())

@@ -1,8 +1,8 @@
 """initial
 
-Revision ID: 590e2247df0b
+Revision ID: 5aac002888b6
 Revises:
-Create Date: 2026-11-22 03:26:29.961434
+Create Date: 2026-11-22 03:32:55.501298
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 
 import aidpost.core.db
 
-revision: str = "590e2247df0b"
+revision: str = "5aac002888b6"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -113,9 +113,9 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_messages")),
         sa.UniqueConstraint(
-            "chat_id", "from_organizer", "author_id", "client_id", name=op.f("uq_messages_chat_id")
+            "chat_id", "from_organizer", "author_id", "client_id", name="uq_messages_client_id"
         ),
-        sa.UniqueConstraint("chat_id", "seq", name=op.f("uq_messages_chat_id")),
+        sa.UniqueConstraint("chat_id", "seq", name="uq_messages_chat_seq"),
     )
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_messages_chat_id"), ["chat_id"], unique=False)

@@ -1,0 +1,168 @@
+"""The messenger scaled out: auth, organizer, participant, one consumer and two gateways as
+separate processes on PostgreSQL and Redis. A participant on one gateway and staff on the
+other chat; killing the consumer with kill -9 loses no command."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.conftest import REDIS_URL, Databases, require
+from tests.contract.server import serve
+from tests.messenger.client import Client
+from tests.messenger.test_chat_flow import World
+
+
+def _env(databases: Databases, prefix: str) -> dict[str, str]:
+    return {
+        "AIDPOST_AUTH_DATABASE_URL": databases.urls["auth"],
+        "AIDPOST_ORGANIZER_DATABASE_URL": databases.urls["organizer"],
+        "AIDPOST_PARTICIPANT_DATABASE_URL": databases.urls["participant"],
+        "AIDPOST_MESSENGER_DATABASE_URL": databases.urls["messenger"],
+        "AIDPOST_BUS_URL": REDIS_URL,
+        "AIDPOST_BUS_PREFIX": prefix,
+        "AIDPOST_RATE_LIMIT": "100000/minute",
+        "AIDPOST_AUTH_ARGON2_MEMORY_KIB": "1024",
+        "AIDPOST_AUTH_ARGON2_TIME_COST": "1",
+    }
+
+
+def _seed(env: dict[str, str], data: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "aidpost.cli", "demo"],
+        env={**os.environ, **env, "AIDPOST_DATA_DIR": str(data)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.postgres
+async def test_two_gateways_one_consumer(databases: Databases, tmp_path: Path) -> None:
+    require("redis")
+    if databases.backend != "postgres":
+        pytest.skip("the scaled-out shape runs on PostgreSQL")
+    prefix = f"aidpost-test-{uuid.uuid4().hex[:8]}:"
+    env = _env(databases, prefix)
+    _seed(env, tmp_path / "seed")
+    dirs = {name: tmp_path / name for name in ("auth", "org", "part", "cons", "gw1", "gw2")}
+    for d in dirs.values():
+        d.mkdir()
+    try:
+        with ExitStack() as stack:
+            auth = stack.enter_context(serve(dirs["auth"], env, "--component", "auth"))
+            remote = {**env, "AIDPOST_AUTH_URL": auth}
+            organizer = stack.enter_context(serve(dirs["org"], remote, "--component", "organizer"))
+            participant = stack.enter_context(
+                serve(dirs["part"], remote, "--component", "participant")
+            )
+            messenger = {**remote, "AIDPOST_MESSENGER_PARTICIPANT_URL": participant}
+            consumer_env = {**messenger, "AIDPOST_MESSENGER_ROLES": "consumer"}
+            stack.enter_context(serve(dirs["cons"], consumer_env, "--component", "messenger"))
+            gateway_env = {**messenger, "AIDPOST_MESSENGER_ROLES": "gateway"}
+            gw1 = stack.enter_context(serve(dirs["gw1"], gateway_env, "--component", "messenger"))
+            gw2 = stack.enter_context(serve(dirs["gw2"], gateway_env, "--component", "messenger"))
+
+            world = World(auth)
+            staff_token = await world.token("organizer", "support")
+            participant_token = await world.token("participant", "participant")
+            world.base = participant
+            # the staff read model in the messenger fills through the bus
+            world.http.base_url = gw1  # type: ignore[assignment]
+            for _ in range(100):
+                headers = {"Authorization": f"Bearer {staff_token}"}
+                if (
+                    await world.http.get("/messenger-api/agency/chats", headers=headers)
+                ).status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            world.http.base_url = participant  # type: ignore[assignment]
+            await world.request_help(participant_token, "I need security assistance")
+
+            staff = await Client.connect(gw1, staff_token, get_chats=False)
+            new_chat = await staff.start_chat(within=20)
+            assert new_chat["participant"]["email"] == "participant@demo.aidpost.example"
+            chat_id = new_chat["id"]
+            phone = await Client.connect(gw2, participant_token, get_chats=False)
+            await asyncio.sleep(0.3)  # gw2 subscribed to the participant's channel
+            for i in range(20):
+                await phone.send("send_message", {"chatId": chat_id, "message": f"p{i}"})
+                await staff.send("send_message", {"chatId": chat_id, "message": f"s{i}"})
+            for client in (phone, staff):
+                got = []
+                while len(got) < 40:
+                    frame = (await client.next("user_message", within=20))["payload"]
+                    if frame["seq"] > 1:
+                        got.append(frame["seq"])
+                assert got == list(range(2, 42)), "every message once, in order, on both gateways"
+            assert organizer
+            await world.http.aclose()
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=prefix + "*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+@pytest.mark.postgres
+async def test_consumer_killed_after_commit_loses_and_doubles_nothing(
+    databases: Databases, tmp_path: Path
+) -> None:
+    """The consumer dies (as kill -9) after storing a batch and before acking or publishing
+    it; its replacement claims the batch, stores nothing twice and delivers what was stored."""
+    require("redis")
+    if databases.backend != "postgres":
+        pytest.skip("the scaled-out shape runs on PostgreSQL")
+    prefix = f"aidpost-test-{uuid.uuid4().hex[:8]}:"
+    env = {**_env(databases, prefix), "AIDPOST_AUTH_ARGON2_MEMORY_KIB": "1024"}
+    _seed(env, tmp_path / "seed")
+    for name in ("all", "c1", "c2"):
+        (tmp_path / name).mkdir()
+    try:
+        with ExitStack() as stack:
+            base_env = {**env, "AIDPOST_MESSENGER_ROLES": "gateway"}
+            base = stack.enter_context(serve(tmp_path / "all", base_env))
+            consumer = {**env, "AIDPOST_AUTH_URL": base, "AIDPOST_MESSENGER_ROLES": "consumer"}
+            world = World(base)
+            staff_token = await world.token("organizer", "support")
+            participant_token = await world.token("participant", "participant")
+            await world.request_help(participant_token, "fire")
+            with serve(tmp_path / "c1", consumer, "--component", "messenger"):
+                staff = await Client.connect(base, staff_token, get_chats=False)
+                chat_id = (await staff.start_chat(within=20))["id"]
+                await staff.next("user_message")
+            doomed = {**consumer, "AIDPOST_FAULTS": "messenger.after_commit=exit"}
+            dying = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "aidpost.cli", "serve", "--component", "messenger",
+                "--port", "0",
+                env={**os.environ, **doomed, "AIDPOST_DATA_DIR": str(tmp_path / "c2")},
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            await asyncio.sleep(2)
+            await staff.send("send_message", {"chatId": chat_id, "message": "stored, then died"})
+            assert await asyncio.wait_for(dying.wait(), 30) == 137
+            # a new consumer claims the unacknowledged batch once it has been idle 5 s
+            stack.enter_context(serve(tmp_path / "c1", consumer, "--component", "messenger"))
+            got = (await staff.next("user_message", within=30))["payload"]
+            assert (got["content"], got["seq"]) == ("stored, then died", 2)
+            await staff.send("get_chat_history", {"chatId": chat_id})
+            history = (await staff.next("chat_history"))["payload"]["messages"]
+            assert [m["content"] for m in history].count("stored, then died") == 1
+            await world.http.aclose()
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=prefix + "*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
