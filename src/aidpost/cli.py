@@ -66,6 +66,31 @@ def _rotate_keys(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _cluster(args: argparse.Namespace) -> int:
+    import os
+
+    from aidpost.cluster import Cluster, postgres_databases
+
+    server = os.environ.get("AIDPOST_CLUSTER_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+    bus = os.environ.get("AIDPOST_BUS_URL", "redis://127.0.0.1:6379/0")
+    cluster = Cluster(postgres_databases(server), bus, args.gateways, args.consumers)
+    with cluster:
+        print(f"aidpost cluster at {cluster.url} (logs and haproxy.cfg in {cluster.workdir})")
+        for process in cluster.processes:
+            print(f"  {process.name:<12} {process.url}")
+        print("Ctrl-C stops it.", flush=True)
+        wait_for_stop_signal()
+    return 0
+
+
+def wait_for_stop_signal() -> None:
+    import signal
+
+    stops = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # after the children started
+    signal.sigwait(stops)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aidpost", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(func=_demo)
     keys = sub.add_parser("rotate-keys", help="make a new signing key")
     keys.set_defaults(func=_rotate_keys)
+    cluster = sub.add_parser(
+        "cluster", help="every component as processes behind HAProxy (PostgreSQL, Redis)"
+    )
+    cluster.add_argument("--gateways", type=int, default=2)
+    cluster.add_argument("--consumers", type=int, default=2)
+    cluster.set_defaults(func=_cluster)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

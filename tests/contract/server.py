@@ -60,3 +60,16 @@ def serve(data_dir: Path, env: dict[str, str] | None = None, *args: str) -> Iter
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+def seed_demo(env: dict[str, str], data_dir: Path) -> None:
+    """``aidpost demo`` on the given databases and bus, as its own process."""
+    done = subprocess.run(
+        [sys.executable, "-m", "aidpost.cli", "demo"],
+        env={**os.environ, **env, "AIDPOST_DATA_DIR": str(data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]

@@ -34,7 +34,11 @@ class Client:
         await self.ws.send(json.dumps({"type": kind, "payload": payload}))
 
     async def next(self, kind: str | None = None, within: float = 5.0) -> dict[str, Any]:
-        """The next frame (of ``kind``, skipping others, which are kept in ``frames``)."""
+        """The next frame (of ``kind``; others are set aside in ``frames`` and returned first
+        by a later call that wants them)."""
+        for i, kept in enumerate(self.frames):
+            if kind is None or kept["type"] == kind:
+                return self.frames.pop(i)
         deadline = asyncio.get_running_loop().time() + within
         while True:
             remaining = deadline - asyncio.get_running_loop().time()

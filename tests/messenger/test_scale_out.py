@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from tests.conftest import REDIS_URL, Databases, require
-from tests.contract.server import serve
+from tests.contract.server import seed_demo, serve
 from tests.messenger.client import Client
 from tests.messenger.test_chat_flow import World
 
@@ -35,18 +35,6 @@ def _env(databases: Databases, prefix: str) -> dict[str, str]:
     }
 
 
-def _seed(env: dict[str, str], data: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "aidpost.cli", "demo"],
-        env={**os.environ, **env, "AIDPOST_DATA_DIR": str(data)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-
-
 @pytest.mark.postgres
 async def test_two_gateways_one_consumer(databases: Databases, tmp_path: Path) -> None:
     require("redis")
@@ -54,7 +42,7 @@ async def test_two_gateways_one_consumer(databases: Databases, tmp_path: Path) -
         pytest.skip("the scaled-out shape runs on PostgreSQL")
     prefix = f"aidpost-test-{uuid.uuid4().hex[:8]}:"
     env = _env(databases, prefix)
-    _seed(env, tmp_path / "seed")
+    seed_demo(env, tmp_path / "seed")
     dirs = {name: tmp_path / name for name in ("auth", "org", "part", "cons", "gw1", "gw2")}
     for d in dirs.values():
         d.mkdir()
@@ -126,7 +114,7 @@ async def test_consumer_killed_after_commit_loses_and_doubles_nothing(
         pytest.skip("the scaled-out shape runs on PostgreSQL")
     prefix = f"aidpost-test-{uuid.uuid4().hex[:8]}:"
     env = {**_env(databases, prefix), "AIDPOST_AUTH_ARGON2_MEMORY_KIB": "1024"}
-    _seed(env, tmp_path / "seed")
+    seed_demo(env, tmp_path / "seed")
     for name in ("all", "c1", "c2"):
         (tmp_path / name).mkdir()
     try:

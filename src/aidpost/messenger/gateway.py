@@ -52,6 +52,7 @@ from aidpost.messenger.service import (
 log = logging.getLogger("aidpost.gateway")
 PROTOCOL = "aidpost.1"
 RESYNC = "\x00resync"  # a queue item, not a frame: reload every chat this socket follows
+BACKFILL = "\x00backfill"  # a queue item: send one chat's messages after ``seen``
 
 
 @dataclass
@@ -139,14 +140,25 @@ class Gateway:
                 await self._resync(conn)
                 if text == RESYNC:
                     continue
+            if text == BACKFILL:
+                chat = header["chat"]
+                await self._backfill(conn, chat, conn.seen.get(chat, 0), None)
+                continue
             chat, seq = header.get("chat"), header.get("seq")
-            if chat is not None and seq is not None and chat in conn.seen:
-                last = conn.seen[chat]
-                if seq <= last:
-                    continue  # already delivered (a backfill got there first)
-                if seq > last + 1:
-                    await self._backfill(conn, chat, last, seq - 1)
-                conn.seen[chat] = seq
+            if chat is not None and header.get("new"):
+                conn.seen.setdefault(chat, 0)  # a new chat: follow it from its first message
+            if chat is not None and seq is not None:
+                if chat in conn.seen:
+                    last = conn.seen[chat]
+                    if seq <= last:
+                        continue  # already delivered (a backfill got there first)
+                    if seq > last + 1:
+                        await self._backfill(conn, chat, last, seq - 1)
+                    conn.seen[chat] = seq
+                elif conn.ext:
+                    # aidpost clients load or resume a chat before they follow it; what they
+                    # have not asked for yet comes with that answer, in order.
+                    continue
             await ws.send_text(text)
 
     async def _backfill(self, conn: Connection, chat: str, after: int, until: int | None) -> None:
@@ -353,7 +365,9 @@ class Gateway:
             chat = await self.service.open_chat_of(conn.realm, conn.user_id, chat_id)
             if chat is None:
                 continue
-            for message in await self.service.history(chat.id, max(last, 0)):
-                self._send(conn, "user_message", message)
-            conn.seen[chat.id] = max(conn.seen.get(chat.id, 0), chat.lastSeq, last)
+            # The writer sends what follows ``last`` from the database, in order; live
+            # messages queued meanwhile are checked against the same counter, so nothing
+            # is sent twice and nothing is skipped.
+            conn.seen[chat.id] = max(last, 0)
+            self._offer(conn, ({"chat": chat.id}, BACKFILL))
         self._send(conn, "resumed", {})

@@ -408,7 +408,7 @@ class MessengerService:
         for chat in out.new_chats:
             details = views.participant_details(users.get(chat.participantId))
             text = views.frame("new_chat", views.chat(chat, details))
-            data = envelope({"chat": chat.id}, text)
+            data = envelope({"chat": chat.id, "new": True}, text)
             frames.append((user_channel("organizer", chat.organizerId), data))
             frames.append((user_channel("participant", chat.participantId), data))
         out.items[:0] = frames

@@ -1,0 +1,264 @@
+"""A local cluster on one machine: every component as its own processes on loopback, behind
+HAProxy with health checks, on PostgreSQL and Redis (``aidpost cluster``).
+
+The shape the scale-out and failover tests use, and a way to try it by hand::
+
+    AIDPOST_CLUSTER_POSTGRES=postgresql://postgres@127.0.0.1:5432 \\
+    AIDPOST_BUS_URL=redis://127.0.0.1:6379/0 aidpost cluster --gateways 3 --consumers 2
+
+Each component gets its own PostgreSQL database (created if missing); HAProxy routes auth's
+paths to auth, ``/messenger-api`` to the gateways (least connections, WebSockets
+tunnelled), and each API prefix to its component; it checks ``GET /status`` every second
+and takes a process out after two failures.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+AUTH_PATHS = (
+    "/auth-api/",
+    "/organizer-api/auth/",
+    "/participant-api/auth/",
+    "/organizer-api/profile/change-password",
+    "/participant-api/profile/change-password",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Process:
+    name: str
+    component: str
+    port: int
+    env: dict[str, str]
+    popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class Cluster:
+    """Start with ``start()``; stop with ``stop()`` (or use it as a context manager)."""
+
+    database_urls: dict[str, str]
+    bus_url: str
+    gateways: int = 2
+    consumers: int = 2
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="aidpost-")))
+    extra_env: dict[str, str] = field(default_factory=dict)
+    processes: list[Process] = field(default_factory=list)
+    lb_port: int = 0
+    haproxy: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.lb_port}"
+
+    def _env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "AIDPOST_AUTH_DATABASE_URL": self.database_urls["auth"],
+            "AIDPOST_ORGANIZER_DATABASE_URL": self.database_urls["organizer"],
+            "AIDPOST_PARTICIPANT_DATABASE_URL": self.database_urls["participant"],
+            "AIDPOST_MESSENGER_DATABASE_URL": self.database_urls["messenger"],
+            "AIDPOST_BUS_URL": self.bus_url,
+            "AIDPOST_RATE_LIMIT_STORAGE": self.bus_url,
+            **self.extra_env,
+        }
+
+    def _spawn(self, process: Process) -> None:
+        log = (self.workdir / f"{process.name}.log").open("ab")
+        process.popen = subprocess.Popen(
+            [
+                sys.executable, "-m", "aidpost.cli", "serve", "--component", process.component,
+                "--port", str(process.port),
+            ],
+            env={**process.env, "AIDPOST_DATA_DIR": str(self.workdir / process.name)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def _wait_ready(self, process: Process, seconds: float = 60) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            assert process.popen is not None
+            if process.popen.poll() is not None:
+                raise RuntimeError(f"{process.name} exited; see {self.workdir}/{process.name}.log")
+            try:
+                if httpx.get(process.url + "/status", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{process.name} not ready")
+
+    def add(self, name: str, component: str, **env: str) -> Process:
+        base = self._env()
+        auth = next((p for p in self.processes if p.component == "auth"), None)
+        if auth is not None and component != "auth":
+            base["AIDPOST_AUTH_URL"] = auth.url
+        participant = next((p for p in self.processes if p.component == "participant"), None)
+        if participant is not None:
+            base["AIDPOST_MESSENGER_PARTICIPANT_URL"] = participant.url
+        process = Process(name, component, free_port(), {**base, **env})
+        self.processes.append(process)
+        self._spawn(process)
+        self._wait_ready(process)
+        return process
+
+    def add_gateway(self) -> Process:
+        n = sum(p.name.startswith("gateway") for p in self.processes)
+        process = self.add(f"gateway{n + 1}", "messenger", AIDPOST_MESSENGER_ROLES="gateway")
+        self.write_haproxy_config(reload=True)
+        return process
+
+    def start(self) -> Cluster:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.add("auth", "auth")
+        self.add("organizer", "organizer")
+        self.add("participant", "participant")
+        for i in range(self.consumers):
+            self.add(f"consumer{i + 1}", "messenger", AIDPOST_MESSENGER_ROLES="consumer")
+        for i in range(self.gateways):
+            self.add(f"gateway{i + 1}", "messenger", AIDPOST_MESSENGER_ROLES="gateway")
+        self.lb_port = free_port()
+        self.write_haproxy_config()
+        self._wait_lb()
+        return self
+
+    def _servers(self, prefix: str) -> list[Process]:
+        return [p for p in self.processes if p.name.startswith(prefix) and p.popen is not None]
+
+    def write_haproxy_config(self, reload: bool = False) -> None:
+        def backend(name: str, procs: list[Process], balance: str = "roundrobin") -> str:
+            lines = [
+                f"backend {name}",
+                f"    balance {balance}",
+                "    option httpchk GET /status",
+                "    http-check expect status 200",
+            ]
+            lines += [
+                f"    server {p.name} 127.0.0.1:{p.port} check inter 1s fall 2 rise 1"
+                for p in procs
+            ]
+            return "\n".join(lines)
+
+        auth_acl = " ".join(AUTH_PATHS)
+        config = f"""global
+    maxconn 8000
+    pidfile {self.workdir}/haproxy.pid
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+    timeout tunnel 1h
+    option redispatch
+    retries 2
+frontend web
+    bind 127.0.0.1:{self.lb_port}
+    acl is_auth path_beg {auth_acl}
+    acl is_messenger path_beg /messenger-api
+    acl is_participant path_beg /participant-api
+    use_backend auth if is_auth
+    use_backend gateways if is_messenger
+    use_backend participant if is_participant
+    default_backend organizer
+{backend("auth", self._servers("auth"))}
+{backend("organizer", self._servers("organizer"))}
+{backend("participant", self._servers("participant"))}
+{backend("gateways", self._servers("gateway"), "leastconn")}
+"""
+        path = self.workdir / "haproxy.cfg"
+        path.write_text(config)
+        command = ["haproxy", "-f", str(path)]
+        if reload and self.haproxy is not None:
+            old = self.haproxy
+            self.haproxy = subprocess.Popen([*command, "-sf", str(old.pid)])
+            old.wait(timeout=10)
+        else:
+            self.haproxy = subprocess.Popen(command)
+
+    def _wait_lb(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/status", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("haproxy not ready")
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
+        """Send ``sig`` to a process and wait for it; returns its exit code."""
+        process = next(p for p in self.processes if p.name == name)
+        assert process.popen is not None
+        process.popen.send_signal(sig)
+        code = process.popen.wait(timeout=60)
+        process.popen = None
+        return code
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.popen is not None and process.popen.poll() is None:
+                process.popen.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            if process.popen is not None:
+                try:
+                    process.popen.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.popen.kill()
+                    process.popen.wait()
+        if self.haproxy is not None:
+            self.haproxy.terminate()
+            self.haproxy.wait(timeout=10)
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def postgres_databases(server_url: str, tag: str = "aidpost_cluster") -> dict[str, str]:
+    """One database per component on ``server_url`` (created if missing)."""
+    import asyncio
+
+    import asyncpg
+
+    names = {c: f"{tag}_{c}" for c in ("auth", "organizer", "participant", "messenger")}
+
+    async def create() -> None:
+        conn = await asyncpg.connect(server_url + "/postgres")
+        try:
+            existing = {r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database")}
+            for db in names.values():
+                if db not in existing:
+                    await conn.execute(f'CREATE DATABASE "{db}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    driver = server_url.replace("postgresql://", "postgresql+asyncpg://")
+    return {c: f"{driver}/{db}" for c, db in names.items()}

@@ -1,0 +1,170 @@
+"""The local cluster behind real HAProxy: chats across gateways, and a gateway killed with
+kill -9 or stopped with SIGTERM while messages flow: clients reconnect through HAProxy,
+resume, and end with every acknowledged message exactly once, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import websockets
+
+from aidpost.cluster import Cluster
+from tests.conftest import ON_CI, REDIS_URL, Databases, require
+from tests.contract.server import seed_demo
+from tests.messenger.client import Client
+from tests.messenger.test_chat_flow import World
+
+
+@pytest.fixture
+def cluster(databases: Databases, tmp_path: Path) -> Iterator[Cluster]:
+    if databases.backend != "postgres":
+        pytest.skip("the cluster runs on PostgreSQL")
+    require("redis")
+    if shutil.which("haproxy") is None:
+        if ON_CI:
+            pytest.fail("haproxy is not installed on CI")
+        pytest.skip("haproxy not installed")
+    prefix = f"aidpost-test-{uuid.uuid4().hex[:8]}:"
+    env = {
+        "AIDPOST_BUS_PREFIX": prefix,
+        "AIDPOST_RATE_LIMIT": "100000/minute",
+        "AIDPOST_AUTH_ARGON2_MEMORY_KIB": "1024",
+        "AIDPOST_AUTH_ARGON2_TIME_COST": "1",
+        "AIDPOST_MESSENGER_PARTICIPANT_URL": "",
+    }
+    urls = {f"AIDPOST_{k.upper()}_DATABASE_URL": v for k, v in databases.urls.items()}
+    seed_demo({**env, **urls, "AIDPOST_BUS_URL": REDIS_URL}, tmp_path / "seed")
+    c = Cluster(
+        databases.urls, REDIS_URL, gateways=2, consumers=2, workdir=tmp_path / "c", extra_env=env
+    )
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=prefix + "*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+class Resilient:
+    """An aidpost client that reconnects through the load balancer, resumes from the last
+    sequence number it saw, and resends what was not yet acknowledged (same client id)."""
+
+    def __init__(self, base: str, token: str, chat_id: str) -> None:
+        self.base, self.token, self.chat_id = base, token, chat_id
+        self.client: Client | None = None
+        self.seqs: list[int] = []
+        self.contents: list[str] = []
+        self.unacked: dict[str, str] = {}
+
+    async def connect(self) -> None:
+        for _ in range(100):
+            try:
+                self.client = await Client.connect(self.base, self.token, get_chats=False)
+                await self.client.send("hello", {"protocol": "aidpost.1"})
+                await self.client.next("hello")
+                last = self.seqs[-1] if self.seqs else 0
+                await self.client.send("resume", {"chats": {self.chat_id: last}})
+                for client_id, text in list(self.unacked.items()):
+                    await self._send(client_id, text)
+                return
+            except (OSError, websockets.ConnectionClosed, TimeoutError):
+                await asyncio.sleep(0.1)
+        raise AssertionError("could not reconnect")
+
+    async def _send(self, client_id: str, text: str) -> None:
+        assert self.client is not None
+        payload = {"chatId": self.chat_id, "message": text, "clientId": client_id}
+        await self.client.send("send_message", payload)
+
+    async def say(self, text: str) -> None:
+        client_id = uuid.uuid4().hex
+        self.unacked[client_id] = text
+        try:
+            await self._send(client_id, text)
+        except websockets.ConnectionClosed:
+            await self.connect()
+
+    async def pump(self, until_seq: int, within: float = 30) -> None:
+        deadline = asyncio.get_running_loop().time() + within
+        while not self.seqs or self.seqs[-1] < until_seq:
+            assert asyncio.get_running_loop().time() < deadline, (self.seqs, until_seq)
+            assert self.client is not None
+            try:
+                frame = await self.client.next(within=2)
+            except (websockets.ConnectionClosed, OSError):
+                await self.connect()
+                continue
+            except TimeoutError:
+                continue
+            if frame["type"] != "user_message":
+                continue
+            message: dict[str, Any] = frame["payload"]
+            if self.seqs and message["seq"] <= self.seqs[-1]:
+                continue  # a resend answered, or a resume overlap: already have it
+            self.seqs.append(message["seq"])
+            self.contents.append(message["content"])
+            self.unacked.pop(message.get("clientId", ""), None)
+
+
+async def _chat(cluster: Cluster) -> tuple[World, str, str, str]:
+    world = World(cluster.url)
+    staff_token = await world.token("organizer", "support")
+    participant_token = await world.token("participant", "participant")
+    await world.request_help(participant_token, "crowd crush at gate 3")
+    staff = await Client.connect(cluster.url, staff_token, get_chats=False)
+    chat_id = (await staff.start_chat(within=30))["id"]
+    await staff.close()
+    return world, staff_token, participant_token, chat_id
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+async def test_gateway_lost_while_messages_flow(cluster: Cluster, how: int) -> None:
+    world, staff_token, participant_token, chat_id = await _chat(cluster)
+    staff = Resilient(cluster.url, staff_token, chat_id)
+    phone = Resilient(cluster.url, participant_token, chat_id)
+    await staff.connect()
+    await phone.connect()
+    sent = 0
+    for i in range(30):
+        await phone.say(f"p{i}")
+        await staff.say(f"s{i}")
+        sent += 2
+        if i == 10:
+            # both gateways hold sockets (least connections); lose one of them
+            cluster.kill("gateway1", how)
+        await asyncio.sleep(0.02)
+    total = 1 + sent  # the problem description, then every message
+    await asyncio.gather(staff.pump(total, 60), phone.pump(total, 60))
+    for side in (staff, phone):
+        assert side.seqs == list(range(1, total + 1)), "every message once, in order"
+        assert not side.unacked, "every message was acknowledged"
+        assert sorted(side.contents[1:]) == sorted(
+            [f"p{i}" for i in range(30)] + [f"s{i}" for i in range(30)]
+        )
+    await world.http.aclose()
+
+
+async def test_scaling_out_while_chatting(cluster: Cluster) -> None:
+    world, staff_token, participant_token, chat_id = await _chat(cluster)
+    cluster.add_gateway()
+    staff = Resilient(cluster.url, staff_token, chat_id)
+    phone = Resilient(cluster.url, participant_token, chat_id)
+    await staff.connect()
+    await phone.connect()
+    for i in range(10):
+        await phone.say(f"p{i}")
+    await asyncio.gather(staff.pump(11), phone.pump(11))
+    assert staff.seqs == phone.seqs == list(range(1, 12))
+    await world.http.aclose()
