@@ -58,6 +58,16 @@ async def _pg_admin(sql: str) -> None:
         await conn.close()
 
 
+COMPONENT_DATABASES = ("auth", "organizer", "participant", "messenger")
+
+
+def sqlite_databases(folder: Path) -> Databases:
+    """A SQLite file per component under ``folder``."""
+    return Databases(
+        "sqlite", {n: f"sqlite+aiosqlite:///{folder / n}.db" for n in COMPONENT_DATABASES}
+    )
+
+
 @dataclass
 class Databases:
     backend: str
@@ -69,12 +79,12 @@ class Databases:
 async def databases(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Databases]:
     dbs = Databases(request.param)
     if request.param == "sqlite":
-        for name in ("auth", "organizer", "participant", "messenger"):
+        for name in COMPONENT_DATABASES:
             dbs.urls[name] = f"sqlite+aiosqlite:///{tmp_path / (name + '.db')}"
     else:
         require("postgres")
         tag = uuid.uuid4().hex[:10]
-        for name in ("auth", "organizer", "participant", "messenger"):
+        for name in COMPONENT_DATABASES:
             db = f"aidpost_test_{tag}_{name}"
             await _pg_admin(f'CREATE DATABASE "{db}"')
             dbs.created.append(db)

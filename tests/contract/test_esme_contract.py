@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from aidpost.app import create_app
-from tests.conftest import ON_CI, SUPERADMIN, Databases, make_settings
+from tests.conftest import ON_CI, SUPERADMIN, Databases, make_settings, sqlite_databases
 from tests.contract.server import serve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,10 +39,7 @@ def contract() -> dict[str, Any]:
 
 def test_every_esme_operation_is_served_with_its_success_status(tmp_path: Path) -> None:
     spec = contract()
-    dbs = Databases(
-        "sqlite",
-        {n: f"sqlite+aiosqlite:///{tmp_path / n}.db" for n in ("auth", "organizer", "participant")},
-    )
+    dbs = sqlite_databases(tmp_path)
     ours = create_app(make_settings(dbs, tmp_path)).openapi()["paths"]
     missing, wrong = [], []
     for path, operations in spec["paths"].items():

@@ -12,7 +12,7 @@ from asgi_lifespan import LifespanManager
 
 from aidpost.app import create_app
 from aidpost.core.settings import InsecureSettingsError, Settings
-from tests.conftest import Api, Databases, make_settings
+from tests.conftest import Api, Databases, make_settings, sqlite_databases
 
 
 async def test_status_reports_every_check(api: Api) -> None:
@@ -27,6 +27,7 @@ async def test_status_reports_every_check(api: Api) -> None:
         "auth_participant_db",
         "organizer_db",
         "participant_db",
+        "messenger_db",
     }
     assert all(c["ok"] for c in body["checks"].values())
 
@@ -186,10 +187,7 @@ async def test_rate_limit_shared_through_redis(tmp_path: Path) -> None:
     require("redis")
     import uuid
 
-    dbs = Databases(
-        "sqlite",
-        {n: f"sqlite+aiosqlite:///{tmp_path / n}.db" for n in ("auth", "organizer", "participant")},
-    )
+    dbs = sqlite_databases(tmp_path)
     address = f"198.51.100.{uuid.uuid4().int % 200 + 20}"
     apps = []
     for replica in ("a", "b"):
