@@ -127,6 +127,7 @@ async def test_consumer_killed_after_commit_loses_and_doubles_nothing(
             participant_token = await world.token("participant", "participant")
             await world.request_help(participant_token, "fire")
             with serve(tmp_path / "c1", consumer, "--component", "messenger"):
+                staff_token = await world.token("organizer", "support")  # read model filled
                 staff = await Client.connect(base, staff_token, get_chats=False)
                 chat_id = (await staff.start_chat(within=20))["id"]
                 await staff.next("user_message")

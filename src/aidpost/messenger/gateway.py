@@ -53,6 +53,7 @@ log = logging.getLogger("aidpost.gateway")
 PROTOCOL = "aidpost.1"
 RESYNC = "\x00resync"  # a queue item, not a frame: reload every chat this socket follows
 BACKFILL = "\x00backfill"  # a queue item: send one chat's messages after ``seen``
+HISTORY = "\x00history"  # a queue item: send ``chat_history`` from the database
 
 
 @dataclass
@@ -144,6 +145,16 @@ class Gateway:
                 chat = header["chat"]
                 await self._backfill(conn, chat, conn.seen.get(chat, 0), None)
                 continue
+            if text == HISTORY:
+                # Read and sent in the writer's order: no live message can overtake it.
+                chat = header["chat"]
+                messages = await self.service.history(chat)
+                last = max([m["seq"] for m in messages], default=0)
+                conn.seen[chat] = max(conn.seen.get(chat, 0), last)
+                await ws.send_text(
+                    views.frame("chat_history", {"chatId": chat, "messages": messages})
+                )
+                continue
             chat, seq = header.get("chat"), header.get("seq")
             if chat is not None and header.get("new"):
                 conn.seen.setdefault(chat, 0)  # a new chat: follow it from its first message
@@ -159,6 +170,8 @@ class Gateway:
                     # aidpost clients load or resume a chat before they follow it; what they
                     # have not asked for yet comes with that answer, in order.
                     continue
+                else:
+                    conn.seen[chat] = seq  # ESME's clients: follow from what they got
             await ws.send_text(text)
 
     async def _backfill(self, conn: Connection, chat: str, after: int, until: int | None) -> None:
@@ -181,25 +194,37 @@ class Gateway:
         if conn is None:
             return
         self.connections[conn.id] = conn
-        await self._follow(conn, conn.channel)
         writer = asyncio.create_task(self._writer(conn), name=f"ws-writer-{conn.id}")
+        reader = asyncio.create_task(self._read_safely(conn), name=f"ws-reader-{conn.id}")
         try:
-            await self._read(conn)
-        except WebSocketDisconnect:
-            pass
+            await self._follow(conn, conn.channel)
+            # Whichever ends first (client gone, writer failed) ends the connection.
+            await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await writer
+            for task in (reader, writer):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if writer.done() and not writer.cancelled() and writer.exception() is not None:
+                log.warning("connection writer failed", exc_info=writer.exception())
+            with contextlib.suppress(Exception):
+                await conn.ws.close(code=1011)
             await self._unfollow_all(conn)
             self.connections.pop(conn.id, None)
+
+    async def _read_safely(self, conn: Connection) -> None:
+        with contextlib.suppress(WebSocketDisconnect):
+            await self._read(conn)
 
     async def _authenticate(self, ws: WebSocket) -> Connection | None:
         """The first frame, within the time limit: ``{"Authorization": "Bearer realm:jwt"}``.
         On failure the socket is closed (1008) without a word, as ESME did."""
         try:
             raw = await asyncio.wait_for(ws.receive_text(), self.settings.auth_timeout_seconds)
-            frame = json.loads(raw) if len(raw) <= 8192 else None
+            try:
+                frame = json.loads(raw) if len(raw) <= 8192 else None
+            except RecursionError:
+                frame = None
             header = (
                 next((v for k, v in frame.items() if k.lower() == "authorization"), None)
                 if isinstance(frame, dict)
@@ -233,9 +258,11 @@ class Gateway:
         )
 
     async def _follow(self, conn: Connection, channel: str) -> None:
-        if not self.by_channel[channel]:
+        ids = self.by_channel[channel]
+        first = not ids
+        ids.add(conn.id)  # before the await: a second device arriving now must not subscribe
+        if first:
             await self.hub.subscribe(channel, self._on_update)
-        self.by_channel[channel].add(conn.id)
 
     async def _unfollow_all(self, conn: Connection) -> None:
         for channel in [c for c, ids in self.by_channel.items() if conn.id in ids]:
@@ -251,14 +278,14 @@ class Gateway:
     def _error(self, conn: Connection, message: str) -> None:
         self._send(conn, "error", {"message": message})
 
-    def _allowed(self, conn: Connection) -> bool:
+    def _allowed(self, conn: Connection, cost: int = 1) -> bool:
         now = time.monotonic()
         rate, burst = self.settings.actions_per_second, float(self.settings.actions_burst)
         conn.tokens = min(burst, conn.tokens + (now - conn.refilled) * rate)
         conn.refilled = now
-        if conn.tokens < 1:
+        if conn.tokens < cost:
             return False
-        conn.tokens -= 1
+        conn.tokens -= cost
         return True
 
     async def _read(self, conn: Connection) -> None:
@@ -275,18 +302,18 @@ class Gateway:
             except KeyError:  # a binary frame
                 self._error(conn, "malformed message")
                 continue
+            if not self._allowed(conn):
+                self._error(conn, "too many actions; slow down")
+                continue
             if len(raw) > self.settings.max_frame_bytes:
                 self._error(conn, f"frame over {self.settings.max_frame_bytes} bytes")
                 continue
             try:
                 frame = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):
                 frame = None
             if not isinstance(frame, dict) or not isinstance(frame.get("type", ""), str):
                 self._error(conn, "malformed message")
-                continue
-            if not self._allowed(conn):
-                self._error(conn, "too many actions; slow down")
                 continue
             await self._dispatch(conn, frame.get("type", ""), frame.get("payload"))
 
@@ -304,9 +331,7 @@ class Gateway:
             if chat is None:
                 self._error(conn, f"you have no access to chat {chat_id[:64]}")
                 return
-            messages = await self.service.history(chat.id)
-            conn.seen[chat.id] = max([m["seq"] for m in messages], default=0)
-            self._send(conn, "chat_history", {"chatId": chat.id, "messages": messages})
+            self._offer(conn, ({"chat": chat.id}, HISTORY))
         elif kind in ("send_message", "close_chat", "start_chat"):
             await self._command(conn, kind, payload)
         elif kind == "hello" and isinstance(payload, dict) and payload.get("protocol") == PROTOCOL:
@@ -337,7 +362,12 @@ class Gateway:
                 for k in ("chatId", "message", "lat", "lng", "clientId")
                 if k in payload
             }
-            if "clientId" in payload and not isinstance(payload["clientId"], str):
+            client_id = payload.get("clientId")
+            if client_id is not None and (not isinstance(client_id, str) or len(client_id) > 64):
+                self._error(conn, "invalid message payload")
+                return
+            texts = [v for k, v in payload.items() if k in ("chatId", "message", "clientId")]
+            if not all(_storable(v) for v in texts if isinstance(v, str)):
                 self._error(conn, "invalid message payload")
                 return
         else:
@@ -359,7 +389,10 @@ class Gateway:
         if not isinstance(seen, dict):
             self._error(conn, "invalid message payload")
             return
-        for chat_id, last in list(seen.items())[:500]:
+        if len(seen) > 100 or not self._allowed(conn, cost=len(seen)):
+            self._error(conn, "too many chats to resume at once")
+            return
+        for chat_id, last in seen.items():
             if not isinstance(chat_id, str) or isinstance(last, bool) or not isinstance(last, int):
                 continue
             chat = await self.service.open_chat_of(conn.realm, conn.user_id, chat_id)
@@ -368,6 +401,17 @@ class Gateway:
             # The writer sends what follows ``last`` from the database, in order; live
             # messages queued meanwhile are checked against the same counter, so nothing
             # is sent twice and nothing is skipped.
-            conn.seen[chat.id] = max(last, 0)
+            conn.seen[chat.id] = min(max(last, 0), chat.lastSeq)
             self._offer(conn, ({"chat": chat.id}, BACKFILL))
         self._send(conn, "resumed", {})
+
+
+def _storable(text: str) -> bool:
+    """Text every database can store: no NUL, no lone surrogates."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -76,6 +76,8 @@ class Chat(Base):
     timeEnd: Mapped[dt.datetime | None] = mapped_column("time_end", UTCDateTime())
     # The sequence number of the chat's latest message; messages are numbered 1, 2, 3...
     lastSeq: Mapped[int] = mapped_column("last_seq", Integer, default=0)
+    # The start_chat command that opened it: a redelivered command finds its chat again.
+    startCommand: Mapped[str] = mapped_column("start_command", String(64), unique=True)
 
 
 class Message(Base):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aidpost.core import faults
@@ -193,19 +194,51 @@ class MessengerService:
     # -- commands ----------------------------------------------------------------------------
 
     async def handle_commands(self, events: Sequence[BusEvent]) -> None:
-        """One batch of gateway commands: one transaction, one insert, one publish."""
+        """One batch of gateway commands: one transaction, one insert, one publish.
+
+        If the batch fails on its data (a value the database refuses), each command is
+        retried alone, so one bad command cannot hold back the others; the one that still
+        fails is answered with an error and dropped. Connection trouble raises: the batch
+        stays pending and is retried.
+        """
+        try:
+            await self._handle_batch(events)
+        except (OperationalError, InterfaceError, IntegrityError):
+            raise  # the database was unreachable or a race lost: retry the batch later
+        except Exception:
+            if len(events) == 1:
+                log.exception("command refused", extra={"command": events[0].id})
+                data = events[0].data
+                if {"gateway", "conn"} <= set(data):
+                    await self.hub.publish(
+                        [
+                            (
+                                gateway_channel(str(data["gateway"])),
+                                envelope(
+                                    {"conn": data["conn"]},
+                                    views.frame("error", {"message": "internal server error"}),
+                                ),
+                            )
+                        ]
+                    )
+                return
+            for event in events:
+                await self.handle_commands([event])
+
+    async def _handle_batch(self, events: Sequence[BusEvent]) -> None:
         out = Outgoing()
         agencies_touched: set[int] = set()
         async with self.db.transaction() as session:
             fresh = []
             for event in events:
+                action = event.data.get("action")
                 # A redelivered send is found again by its client id and published again
-                # (its first delivery may have died before publishing); other actions run
-                # once, by command id.
-                if event.data.get("action") == "send_message" or await first_time(
-                    session, inbox, event.id
-                ):
+                # (its first delivery may have died before publishing); start and close run
+                # once, by command id, and a redelivery publishes their outcome again.
+                if action == "send_message" or await first_time(session, inbox, event.id):
                     fresh.append(event)
+                else:
+                    await self._replay(session, {**event.data, "id": event.id}, out)
             chat_ids = {
                 str(e.data.get("payload", {}).get("chatId"))
                 for e in fresh
@@ -233,6 +266,22 @@ class MessengerService:
         out.items.extend(self._queue_frame(a, n) for a, n in waiting.items())
         await self.hub.publish(out.items)
         self.on_commit()
+
+    async def _replay(self, session: AsyncSession, command: dict[str, Any], out: Outgoing) -> None:
+        if command.get("action") == "start_chat":
+            chat = await session.scalar(select(Chat).where(Chat.startCommand == command["id"]))
+            if chat is not None:
+                first = await session.scalar(
+                    select(Message).where(Message.chatId == chat.id, Message.seq == 1)
+                )
+                out.new_chats.append(chat)
+                if first is not None:
+                    out.to_users(chat, views.frame("user_message", views.message(first)), 1)
+        elif command.get("action") == "close_chat":
+            payload = command.get("payload") or {}
+            chat = await session.get(Chat, str(payload.get("chatId"))[:32])
+            if chat is not None and chat.ended:
+                out.to_users(chat, views.frame("closed_chat", {"chatId": chat.id}))
 
     async def _lock_chats(self, session: AsyncSession, ids: set[str]) -> dict[str, Chat]:
         if not ids:
@@ -330,6 +379,18 @@ class MessengerService:
             out.error(command, "invalid message type")
             return None
         agency_id = int(command["agencyId"])
+        # Roles and approval may have changed since the socket connected.
+        staff = await session.get(Staff, int(command["userId"]))
+        agency = await session.get(Agency, agency_id)
+        if (
+            staff is None
+            or staff.role not in STAFF_ROLES
+            or staff.agencyId != agency_id
+            or agency is None
+            or not agency.approved
+        ):
+            out.error(command, "you may no longer take requests")
+            return None
         chat_id = new_id()
         oldest = (
             select(QueueEntry.requestId)
@@ -364,6 +425,7 @@ class MessengerService:
             timeStart=now,
             timeEnd=None,
             lastSeq=1,
+            startCommand=command["id"],
         )
         session.add(chat)
         description = taken.description or f"I need {taken.problemType} assistance"

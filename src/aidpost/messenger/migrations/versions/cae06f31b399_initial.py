@@ -1,8 +1,8 @@
 """initial
 
-Revision ID: 5aac002888b6
+Revision ID: cae06f31b399
 Revises:
-Create Date: 2026-11-22 03:32:55.501298
+Create Date: 2026-11-22 03:50:24.030309
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 
 import aidpost.core.db
 
-revision: str = "5aac002888b6"
+revision: str = "cae06f31b399"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -40,8 +40,10 @@ def upgrade() -> None:
         sa.Column("time_start", aidpost.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("time_end", aidpost.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("last_seq", sa.Integer(), nullable=False),
+        sa.Column("start_command", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_chats")),
         sa.UniqueConstraint("request_id", name=op.f("uq_chats_request_id")),
+        sa.UniqueConstraint("start_command", name=op.f("uq_chats_start_command")),
     )
     with op.batch_alter_table("chats", schema=None) as batch_op:
         batch_op.create_index("ix_chats_agency", ["agency_id", "ended"], unique=False)
