@@ -75,10 +75,9 @@ class Databases:
     created: list[str] = field(default_factory=list)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def databases(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Databases]:
-    dbs = Databases(request.param)
-    if request.param == "sqlite":
+async def _databases(backend: str, tmp_path: Path) -> AsyncIterator[Databases]:
+    dbs = Databases(backend)
+    if backend == "sqlite":
         for name in COMPONENT_DATABASES:
             dbs.urls[name] = f"sqlite+aiosqlite:///{tmp_path / (name + '.db')}"
     else:
@@ -92,6 +91,20 @@ async def databases(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
     yield dbs
     for db in dbs.created:
         await _pg_admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def databases(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Databases]:
+    """Fresh databases for every component, on SQLite, then on PostgreSQL."""
+    async for dbs in _databases(request.param, tmp_path):
+        yield dbs
+
+
+@pytest.fixture
+async def postgres(tmp_path: Path) -> AsyncIterator[Databases]:
+    """Fresh PostgreSQL databases for every component (the scaled-out shapes)."""
+    async for dbs in _databases("postgres", tmp_path):
+        yield dbs
 
 
 def make_settings(dbs: Databases, tmp_path: Path, **core: Any) -> Settings:

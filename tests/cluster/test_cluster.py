@@ -24,9 +24,7 @@ from tests.messenger.test_chat_flow import World
 
 
 @pytest.fixture
-def cluster(databases: Databases, tmp_path: Path) -> Iterator[Cluster]:
-    if databases.backend != "postgres":
-        pytest.skip("the cluster runs on PostgreSQL")
+def cluster(postgres: Databases, tmp_path: Path) -> Iterator[Cluster]:
     require("redis")
     if shutil.which("haproxy") is None:
         if ON_CI:
@@ -40,10 +38,10 @@ def cluster(databases: Databases, tmp_path: Path) -> Iterator[Cluster]:
         "AIDPOST_AUTH_ARGON2_TIME_COST": "1",
         "AIDPOST_MESSENGER_PARTICIPANT_URL": "",
     }
-    urls = {f"AIDPOST_{k.upper()}_DATABASE_URL": v for k, v in databases.urls.items()}
+    urls = {f"AIDPOST_{k.upper()}_DATABASE_URL": v for k, v in postgres.urls.items()}
     seed_demo({**env, **urls, "AIDPOST_BUS_URL": REDIS_URL}, tmp_path / "seed")
     c = Cluster(
-        databases.urls, REDIS_URL, gateways=2, consumers=2, workdir=tmp_path / "c", extra_env=env
+        postgres.urls, REDIS_URL, gateways=2, consumers=2, workdir=tmp_path / "c", extra_env=env
     )
     try:
         c.start()

@@ -36,12 +36,10 @@ def _env(databases: Databases, prefix: str) -> dict[str, str]:
 
 
 @pytest.mark.postgres
-async def test_two_gateways_one_consumer(databases: Databases, tmp_path: Path) -> None:
+async def test_two_gateways_one_consumer(postgres: Databases, tmp_path: Path) -> None:
     require("redis")
-    if databases.backend != "postgres":
-        pytest.skip("the scaled-out shape runs on PostgreSQL")
     prefix = f"aidpost-test-{uuid.uuid4().hex[:8]}:"
-    env = _env(databases, prefix)
+    env = _env(postgres, prefix)
     seed_demo(env, tmp_path / "seed")
     dirs = {name: tmp_path / name for name in ("auth", "org", "part", "cons", "gw1", "gw2")}
     for d in dirs.values():
@@ -105,15 +103,13 @@ async def test_two_gateways_one_consumer(databases: Databases, tmp_path: Path) -
 
 @pytest.mark.postgres
 async def test_consumer_killed_after_commit_loses_and_doubles_nothing(
-    databases: Databases, tmp_path: Path
+    postgres: Databases, tmp_path: Path
 ) -> None:
     """The consumer dies (as kill -9) after storing a batch and before acking or publishing
     it; its replacement claims the batch, stores nothing twice and delivers what was stored."""
     require("redis")
-    if databases.backend != "postgres":
-        pytest.skip("the scaled-out shape runs on PostgreSQL")
     prefix = f"aidpost-test-{uuid.uuid4().hex[:8]}:"
-    env = {**_env(databases, prefix), "AIDPOST_AUTH_ARGON2_MEMORY_KIB": "1024"}
+    env = {**_env(postgres, prefix), "AIDPOST_AUTH_ARGON2_MEMORY_KIB": "1024"}
     seed_demo(env, tmp_path / "seed")
     for name in ("all", "c1", "c2"):
         (tmp_path / name).mkdir()
