@@ -48,6 +48,17 @@ def require(kind: str) -> None:
         pytest.skip(f"{kind} not reachable")
 
 
+def drop_redis_keys(prefix: str) -> None:
+    """Remove what a test wrote under its own Redis key prefix."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=prefix + "*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
 async def _pg_admin(sql: str) -> None:
     import asyncpg
 

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import websockets
 
 from aidpost.cluster import Cluster
-from tests.conftest import ON_CI, REDIS_URL, Databases, require
+from tests.conftest import ON_CI, REDIS_URL, Databases, drop_redis_keys, require
 from tests.contract.server import seed_demo
 from tests.messenger.client import Client
 from tests.messenger.test_chat_flow import World
@@ -48,11 +47,7 @@ def cluster(postgres: Databases, tmp_path: Path) -> Iterator[Cluster]:
         yield c
     finally:
         c.stop()
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=prefix + "*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        drop_redis_keys(prefix)
 
 
 class Resilient:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import REDIS_URL, SUPERADMIN, Databases, require
+from tests.conftest import REDIS_URL, SUPERADMIN, Databases, drop_redis_keys, require
 from tests.contract.server import serve
 
 
@@ -57,14 +57,4 @@ def test_sign_out_reaches_other_processes_within_a_second(
             time.sleep(0.02)
         elapsed = time.monotonic() - signed_out
         print(f"revocation reached the organizer process in {elapsed * 1000:.0f} ms")
-    _delete_streams(env["AIDPOST_BUS_PREFIX"])
-
-
-def _delete_streams(prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=prefix + "*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    drop_redis_keys(env["AIDPOST_BUS_PREFIX"])

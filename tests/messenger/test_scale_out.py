@@ -13,9 +13,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-import redis
 
-from tests.conftest import REDIS_URL, Databases, require
+from tests.conftest import REDIS_URL, Databases, drop_redis_keys, require
 from tests.contract.server import seed_demo, serve
 from tests.messenger.client import Client
 from tests.messenger.test_chat_flow import World
@@ -94,11 +93,7 @@ async def test_two_gateways_one_consumer(postgres: Databases, tmp_path: Path) ->
             assert organizer
             await world.http.aclose()
     finally:
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=prefix + "*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        drop_redis_keys(prefix)
 
 
 @pytest.mark.postgres
@@ -146,8 +141,4 @@ async def test_consumer_killed_after_commit_loses_and_doubles_nothing(
             assert [m["content"] for m in history].count("stored, then died") == 1
             await world.http.aclose()
     finally:
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=prefix + "*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        drop_redis_keys(prefix)
