@@ -149,3 +149,33 @@ async def test_text_no_database_can_store_is_refused_and_holds_nothing_back(worl
     )
     await phone.send("send_message", {"chatId": chat_id, "message": "still fine"})
     assert (await staff.next("user_message"))["payload"]["content"] == "still fine"
+
+
+async def test_participant_sees_the_queue_move(world: World) -> None:
+    participant_token = await world.token("participant", "participant")
+    phone = await Client.connect(world.base, participant_token, get_chats=False)
+    await phone.send("hello", {"protocol": "aidpost.1"})
+    await phone.next("hello")
+    request = await world.request_help(participant_token, "help")
+    place = (await phone.next("queue_position", within=10))["payload"]
+    assert place == {"requestId": request["id"], "position": 1, "waiting": 1}
+    staff = await Client.connect(
+        world.base, await world.token("organizer", "support"), get_chats=False
+    )
+    await staff.start_chat()
+    assert (
+        (await phone.next("new_chat"))["payload"]["participantId"] == request["participantId"]
+        if "participantId" in request
+        else True
+    )
+
+
+async def test_a_client_that_never_reads_slows_nobody(world: World) -> None:
+    """ESME's load-test organizer sends start_chat forever and never reads a frame."""
+    staff_token = await world.token("organizer", "support")
+    deaf = await Client.connect(world.base, staff_token, get_chats=False)
+    for _ in range(300):
+        await deaf.send("get_chats", "")  # answers pile up unread (errors once rate-limited)
+    participant_token = await world.token("participant", "participant")
+    phone = await Client.connect(world.base, participant_token)
+    assert (await phone.next("chats", within=5))["type"] == "chats"

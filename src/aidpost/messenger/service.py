@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,6 +40,7 @@ CHATS_STREAM = "messenger.chats"
 HELP_STREAM = "help.requests"
 ORGANIZER_STREAM = "organizer.changes"
 STAFF_ROLES = (2, 3, 4)  # owner, manager, support (ESME: admins cannot chat)
+QUEUE_PUSH_LIMIT = 1000  # places pushed live; a participant further back polls the API
 
 
 def new_id() -> str:
@@ -171,25 +172,47 @@ class MessengerService:
                 )
             else:
                 return
-            waiting = await self._waiting(session, agency_id)
-        await self.hub.publish([self._queue_frame(agency_id, waiting)])
+            queue = await self._queue(session, agency_id)
+        await self.hub.publish(self._queue_frames(agency_id, queue))
 
-    async def _waiting(self, session: AsyncSession, agency_id: int) -> int:
-        count = await session.scalar(
-            select(func.count())
-            .select_from(QueueEntry)
+    async def _queue(self, session: AsyncSession, agency_id: int) -> list[tuple[int, int]]:
+        """The agency's waiting requests in the order they will be taken:
+        (participant id, request id)."""
+        rows = await session.execute(
+            select(QueueEntry.participantId, QueueEntry.requestId)
             .where(QueueEntry.agencyId == agency_id, QueueEntry.status == "waiting")
+            .order_by(QueueEntry.requestedAt, QueueEntry.requestId)
+            .limit(QUEUE_PUSH_LIMIT)
         )
-        return int(count or 0)
+        return [(int(p), int(r)) for p, r in rows.all()]
 
-    def _queue_frame(self, agency_id: int, waiting: int) -> tuple[str, bytes]:
-        # aidpost's own frame: gateways pass it only to clients that asked for it.
-        text = views.frame("queue", {"agencyId": agency_id, "waiting": waiting})
-        return agency_channel(agency_id), envelope({"ext": True}, text)
+    def _queue_frames(
+        self, agency_id: int, queue: list[tuple[int, int]]
+    ) -> list[tuple[str, bytes]]:
+        """aidpost's own frames (gateways pass them only to clients that said ``hello``):
+        the waiting count for the agency's staff, each participant's place for them."""
+        waiting = len(queue)
+        items = [
+            (
+                agency_channel(agency_id),
+                envelope(
+                    {"ext": True}, views.frame("queue", {"agencyId": agency_id, "waiting": waiting})
+                ),
+            )
+        ]
+        for position, (participant_id, request_id) in enumerate(queue, start=1):
+            text = views.frame(
+                "queue_position",
+                {"requestId": request_id, "position": position, "waiting": waiting},
+            )
+            items.append(
+                (user_channel("participant", participant_id), envelope({"ext": True}, text))
+            )
+        return items
 
     async def waiting_count(self, agency_id: int) -> int:
         async with self.db.session() as session:
-            return await self._waiting(session, agency_id)
+            return len(await self._queue(session, agency_id))
 
     # -- commands ----------------------------------------------------------------------------
 
@@ -259,11 +282,12 @@ class MessengerService:
                 elif action == "close_chat":
                     await self._close(session, command, chats, out)
             session.add_all(messages)
-            waiting = {a: await self._waiting(session, a) for a in agencies_touched}
+            queues = {a: await self._queue(session, a) for a in agencies_touched}
         faults.point("messenger.after_commit")
         if out.new_chats:
             await self._announce(out)
-        out.items.extend(self._queue_frame(a, n) for a, n in waiting.items())
+        for agency_id, queue in queues.items():
+            out.items.extend(self._queue_frames(agency_id, queue))
         await self.hub.publish(out.items)
         self.on_commit()
 
