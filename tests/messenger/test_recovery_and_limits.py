@@ -175,3 +175,16 @@ async def test_a_client_that_never_reads_slows_nobody(world: World) -> None:
     participant_token = await world.token("participant", "participant")
     phone = await Client.connect(world.base, participant_token)
     assert (await phone.next("chats", within=5))["type"] == "chats"
+
+
+async def test_resume_reports_chats_closed_while_away(world: World) -> None:
+    staff, phone, chat_id, _st, participant_token = await open_chat(world)
+    await phone.close()
+    await staff.send("close_chat", {"chatId": chat_id})
+    await staff.next("closed_chat")
+    back = await Client.connect(world.base, participant_token, get_chats=False)
+    await back.send("hello", {"protocol": "aidpost.1"})
+    await back.next("hello")
+    await back.send("resume", {"chats": {chat_id: 1}})
+    assert (await back.next("closed_chat"))["payload"] == {"chatId": chat_id}
+    await back.next("resumed")

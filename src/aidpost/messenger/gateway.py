@@ -395,8 +395,12 @@ class Gateway:
         for chat_id, last in seen.items():
             if not isinstance(chat_id, str) or isinstance(last, bool) or not isinstance(last, int):
                 continue
-            chat = await self.service.open_chat_of(conn.realm, conn.user_id, chat_id)
+            chat = await self.service.chat_of(conn.realm, conn.user_id, chat_id)
             if chat is None:
+                continue
+            if chat.ended:
+                # Closed while this device was away: say so (ESME's frame).
+                self._send(conn, "closed_chat", {"chatId": chat.id})
                 continue
             # The writer sends what follows ``last`` from the database, in order; live
             # messages queued meanwhile are checked against the same counter, so nothing

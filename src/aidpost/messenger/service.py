@@ -557,6 +557,15 @@ class MessengerService:
         users = await self.directory.users([c.participantId for c in rows])
         return [views.chat(c, views.participant_details(users.get(c.participantId))) for c in rows]
 
+    async def chat_of(self, realm: str, user_id: int, chat_id: str) -> Chat | None:
+        """A chat of this user, open or ended."""
+        async with self.db.session() as session:
+            chat = await session.get(Chat, chat_id[:32])
+        if chat is None:
+            return None
+        member = chat.organizerId if realm == "organizer" else chat.participantId
+        return chat if member == user_id else None
+
     async def open_chat_of(self, realm: str, user_id: int, chat_id: str) -> Chat | None:
         async with self.db.session() as session:
             chat = await session.get(Chat, chat_id[:32])
