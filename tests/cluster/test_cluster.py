@@ -7,12 +7,15 @@ from __future__ import annotations
 import asyncio
 import shutil
 import signal
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import websockets
 
 from aidpost.cluster import Cluster
@@ -161,3 +164,86 @@ async def test_scaling_out_while_chatting(cluster: Cluster) -> None:
     await asyncio.gather(staff.pump(11), phone.pump(11))
     assert staff.seqs == phone.seqs == list(range(1, 12))
     await world.http.aclose()
+
+
+class RedisServer:
+    """A Redis of the test's own on a free port, so that it can be restarted."""
+
+    def __init__(self, workdir: Path) -> None:
+        from aidpost.cluster import free_port
+
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = redis.Redis.from_url(self.url)
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        client.close()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+async def test_redis_restart_loses_no_acknowledged_message(
+    postgres: Databases, tmp_path: Path
+) -> None:
+    """Redis restarts (and, without persistence, forgets streams, groups and subscribers):
+    PostgreSQL is the record, gateways resynchronise, clients resend what was not
+    acknowledged; both sides end with every message once, in order."""
+    if shutil.which("haproxy") is None or shutil.which("redis-server") is None:
+        if ON_CI:
+            pytest.fail("haproxy and redis-server are needed on CI")
+        pytest.skip("haproxy or redis-server not installed")
+    own = RedisServer(tmp_path)
+    own.start()
+    env = {
+        "AIDPOST_RATE_LIMIT": "100000/minute",
+        "AIDPOST_AUTH_ARGON2_MEMORY_KIB": "1024",
+        "AIDPOST_AUTH_ARGON2_TIME_COST": "1",
+    }
+    urls = {f"AIDPOST_{k.upper()}_DATABASE_URL": v for k, v in postgres.urls.items()}
+    seed_demo({**env, **urls, "AIDPOST_BUS_URL": own.url}, tmp_path / "seed")
+    c = Cluster(
+        postgres.urls, own.url, gateways=2, consumers=1, workdir=tmp_path / "c", extra_env=env
+    )
+    try:
+        c.start()
+        world, staff_token, participant_token, chat_id = await _chat(c)
+        staff = Resilient(c.url, staff_token, chat_id)
+        phone = Resilient(c.url, participant_token, chat_id)
+        await staff.connect()
+        await phone.connect()
+        for i in range(10):
+            await phone.say(f"before {i}")
+        await asyncio.gather(staff.pump(11), phone.pump(11))
+        own.stop()
+        own.start()
+        for i in range(10):
+            await phone.say(f"after {i}")
+            await staff.say(f"reply {i}")
+            await asyncio.sleep(0.05)
+        await asyncio.gather(staff.pump(31, 90), phone.pump(31, 90))
+        for side in (staff, phone):
+            assert side.seqs == list(range(1, 32)), "every message once, in order"
+        await world.http.aclose()
+    finally:
+        c.stop()
+        own.stop()

@@ -243,10 +243,19 @@ class RedisBus:
         block_ms: int = 1000,
         start: str = "0",
     ) -> list[Delivery]:
+        from redis.exceptions import ResponseError
+
         await self._ensure_group(stream, group, start)
-        result = await self._redis.xreadgroup(
-            group, consumer, {self._key(stream): ">"}, count=count, block=max(block_ms, 1)
-        )
+        try:
+            result = await self._redis.xreadgroup(
+                group, consumer, {self._key(stream): ">"}, count=count, block=max(block_ms, 1)
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # Redis lost the group (restarted without persistence): make it again.
+            self._groups_ready.discard((stream, group))
+            return []
         if not result:
             return []
         entries: Any = result[0][1]  # type: ignore[index]
