@@ -69,6 +69,7 @@ class Cluster:
     processes: list[Process] = field(default_factory=list)
     lb_port: int = 0
     haproxy: subprocess.Popen[bytes] | None = None
+    retired: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -166,6 +167,8 @@ class Cluster:
         auth_acl = " ".join(AUTH_PATHS)
         config = f"""global
     maxconn 8000
+    # a reloaded (old) process drops its WebSocket tunnels after this; clients reconnect
+    hard-stop-after 10s
     pidfile {self.workdir}/haproxy.pid
 defaults
     mode http
@@ -193,9 +196,9 @@ frontend web
         path.write_text(config)
         command = ["haproxy", "-f", str(path)]
         if reload and self.haproxy is not None:
-            old = self.haproxy
-            self.haproxy = subprocess.Popen([*command, "-sf", str(old.pid)])
-            old.wait(timeout=10)
+            # The old process finishes what it holds (WebSockets: until hard-stop-after).
+            self.retired.append(self.haproxy)
+            self.haproxy = subprocess.Popen([*command, "-sf", str(self.haproxy.pid)])
         else:
             self.haproxy = subprocess.Popen(command)
 
@@ -230,9 +233,10 @@ frontend web
                 except subprocess.TimeoutExpired:
                     process.popen.kill()
                     process.popen.wait()
-        if self.haproxy is not None:
-            self.haproxy.terminate()
-            self.haproxy.wait(timeout=10)
+        for proxy in [*self.retired, self.haproxy]:
+            if proxy is not None and proxy.poll() is None:
+                proxy.terminate()
+                proxy.wait(timeout=10)
 
     def __enter__(self) -> Cluster:
         return self.start()

@@ -152,17 +152,29 @@ async def test_gateway_lost_while_messages_flow(cluster: Cluster, how: int) -> N
     await world.http.aclose()
 
 
-async def test_scaling_out_while_chatting(cluster: Cluster) -> None:
+async def test_scaling_in_and_out_while_chatting(cluster: Cluster) -> None:
+    """Add a gateway and a consumer, stop a consumer with SIGTERM, all while both sides
+    send: nothing is lost and nothing doubled."""
     world, staff_token, participant_token, chat_id = await _chat(cluster)
-    cluster.add_gateway()
     staff = Resilient(cluster.url, staff_token, chat_id)
     phone = Resilient(cluster.url, participant_token, chat_id)
     await staff.connect()
     await phone.connect()
-    for i in range(10):
+    for i in range(30):
         await phone.say(f"p{i}")
-    await asyncio.gather(staff.pump(11), phone.pump(11))
-    assert staff.seqs == phone.seqs == list(range(1, 12))
+        await staff.say(f"s{i}")
+        if i == 5:
+            await asyncio.to_thread(cluster.add_gateway)
+        if i == 10:
+            await asyncio.to_thread(
+                cluster.add, "consumer3", "messenger", AIDPOST_MESSENGER_ROLES="consumer"
+            )
+        if i == 15:
+            assert await asyncio.to_thread(cluster.kill, "consumer1", signal.SIGTERM) in (0, -15)
+        await asyncio.sleep(0.02)
+    await asyncio.gather(staff.pump(61, 60), phone.pump(61, 60))
+    for side in (staff, phone):
+        assert side.seqs == list(range(1, 62)), "every message once, in order"
     await world.http.aclose()
 
 
