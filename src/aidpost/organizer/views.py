@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Protocol
 
 from aidpost.organizer.models import Agency, Changelog, Comment, Contact, Event, Issue, User
 
@@ -42,7 +42,21 @@ def agency(a: Agency) -> dict[str, Any]:
     }
 
 
-def event(e: Event) -> dict[str, Any]:
+class EventLike(Protocol):
+    """An event as the organizer stores it, or as another component's read model does."""
+
+    id: int
+    name: str
+    description: str
+    address: str
+    lat: float
+    lng: float
+    timeStart: dt.datetime
+    timeEnd: dt.datetime
+    agencyId: int
+
+
+def event(e: EventLike) -> dict[str, Any]:
     return {
         "id": e.id,
         "name": e.name,

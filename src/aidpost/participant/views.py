@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from aidpost.organizer.views import iso
-from aidpost.participant.models import EventView, Participant
+from aidpost.organizer.views import event, iso
+from aidpost.participant.models import Participant
+
+__all__ = ["event", "participant"]
 
 
 def participant(p: Participant) -> dict[str, Any]:
@@ -15,18 +17,4 @@ def participant(p: Participant) -> dict[str, Any]:
         "phoneNumber": p.phoneNumber,
         "timeCreated": iso(p.timeCreated),
         "timeSignOut": iso(p.timeSignOut),
-    }
-
-
-def event(e: EventView) -> dict[str, Any]:
-    return {
-        "id": e.id,
-        "name": e.name,
-        "description": e.description,
-        "address": e.address,
-        "lat": e.lat,
-        "lng": e.lng,
-        "timeStart": iso(e.timeStart),
-        "timeEnd": iso(e.timeEnd),
-        "agencyId": e.agencyId,
     }
