@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,22 @@ AUTH_PATHS = (
     "/organizer-api/profile/change-password",
     "/participant-api/profile/change-password",
 )
+
+
+def wait_for_status(
+    url: str, seconds: float, still_alive: Callable[[], None] = lambda: None
+) -> None:
+    """Until ``url/status`` answers 200; ``still_alive`` raises if the waiting is pointless."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        still_alive()
+        try:
+            if httpx.get(url + "/status", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not ready")
 
 
 def free_port() -> int:
@@ -100,18 +117,12 @@ class Cluster:
         )  # fmt: skip
 
     def _wait_ready(self, process: Process, seconds: float = 60) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        def alive() -> None:
             assert process.popen is not None
             if process.popen.poll() is not None:
                 raise RuntimeError(f"{process.name} exited; see {self.workdir}/{process.name}.log")
-            try:
-                if httpx.get(process.url + "/status", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"{process.name} not ready")
+
+        wait_for_status(process.url, seconds, alive)
 
     def add(self, name: str, component: str, **env: str) -> Process:
         base = self._env()
@@ -203,15 +214,7 @@ frontend web
             self.haproxy = subprocess.Popen(command)
 
     def _wait_lb(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/status", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError("haproxy not ready")
+        wait_for_status(self.url, 30)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
         """Send ``sig`` to a process and wait for it; returns its exit code."""

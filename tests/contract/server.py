@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from aidpost.cluster import free_port, wait_for_status
 
 
 @contextmanager
@@ -40,18 +31,12 @@ def serve(data_dir: Path, env: dict[str, str] | None = None, *args: str) -> Iter
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
+
+        def alive() -> None:
             if proc.poll() is not None:
                 raise RuntimeError((data_dir / "server.log").read_text()[-3000:])
-            try:
-                if httpx.get(base + "/status", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("server did not become ready")
-            time.sleep(0.2)
+
+        wait_for_status(base, 60, alive)
         yield base
     finally:
         proc.terminate()

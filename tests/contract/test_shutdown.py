@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.contract.server import free_port
+from aidpost.cluster import free_port
 
 
 def test_requests_in_flight_finish_after_sigterm(tmp_path: Path) -> None:
