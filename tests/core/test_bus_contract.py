@@ -289,3 +289,58 @@ async def test_batch_publish_of_500_all_arrive(bus: AnyBus) -> None:
     assert await bus.read("bulk", "g", "c1", block_ms=20) == []
     await bus.ack("bulk", "g", [d.delivery_id for d in got])
     assert await pending(bus, "bulk", "g") == 0
+
+
+async def test_read_many_reads_each_stream_in_order(bus: AnyBus) -> None:
+    a, b = events(3, "a.v1"), events(2, "b.v1")
+    await bus.publish("s.0", a)
+    await bus.publish("s.1", b)
+
+    got = await bus.read_many(["s.0", "s.1", "s.2"], "g", "c1", block_ms=100)
+
+    assert [d.event for s, d in got if s == "s.0"] == a
+    assert [d.event for s, d in got if s == "s.1"] == b
+    assert await bus.read_many(["s.0", "s.1"], "g", "c1", block_ms=20) == []
+    await bus.ack("s.0", "g", [d.delivery_id for s, d in got if s == "s.0"])
+    assert await pending(bus, "s.0", "g") == 0 and await pending(bus, "s.1", "g") == 2
+
+
+async def test_read_many_wakes_on_publish_to_any_stream(bus: AnyBus) -> None:
+    await bus.read_many(["w.0", "w.1"], "g", "c1", block_ms=1)
+    reader = asyncio.create_task(bus.read_many(["w.0", "w.1"], "g", "c1", block_ms=2000))
+    await asyncio.sleep(0.05)
+    assert not reader.done()
+    sent = events(1)
+    await bus.publish("w.1", sent)
+    assert [(s, d.event) for s, d in await asyncio.wait_for(reader, 1.0)] == [("w.1", sent[0])]
+
+
+async def test_read_many_of_nothing_waits_and_returns_nothing(bus: AnyBus) -> None:
+    assert await bus.read_many([], "g", "c1", block_ms=20) == []
+
+
+async def test_a_lease_has_one_owner_until_released_or_lapsed(bus: AnyBus) -> None:
+    assert await bus.lease("shard-1", "a", IDLE_MS) is True
+    assert await bus.lease("shard-1", "b", IDLE_MS) is False
+    assert await bus.lease("shard-1", "a", IDLE_MS) is True  # extended by its owner
+    assert await bus.lease("shard-2", "b", IDLE_MS) is True  # leases are separate
+
+    await bus.release("shard-1", "b")  # not b's to give up
+    assert await bus.lease("shard-1", "b", IDLE_MS) is False
+    await bus.release("shard-1", "a")
+    assert await bus.lease("shard-1", "b", IDLE_MS) is True
+
+    await asyncio.sleep(PAST_IDLE)  # b stopped extending it
+    assert await bus.lease("shard-1", "a", IDLE_MS) is True
+
+
+async def test_members_are_counted_while_they_say_they_are_alive(bus: AnyBus) -> None:
+    assert await bus.members("crew", "a", 10_000) == 1
+    assert await bus.members("crew", "b", IDLE_MS) == 2
+    assert await bus.members("crew", "a", 10_000) == 2  # saying it again counts once
+    assert await bus.members("other", "a", 10_000) == 1
+    await asyncio.sleep(PAST_IDLE)  # b lapsed
+    assert await bus.members("crew", "a", 10_000) == 1
+    await bus.members("crew", "c", 10_000)
+    await bus.leave("crew", "c")
+    assert await bus.members("crew", "a", 10_000) == 1

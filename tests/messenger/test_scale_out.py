@@ -142,3 +142,56 @@ async def test_consumer_killed_after_commit_loses_and_doubles_nothing(
             await world.http.aclose()
     finally:
         drop_redis_keys(prefix)
+
+
+@pytest.mark.postgres
+async def test_two_consumers_keep_each_chats_order(postgres: Databases, tmp_path: Path) -> None:
+    """Two consumer processes, small batches, both sides sending as fast as they can: the
+    stored order (``seq``) of each side's messages is the order it sent them."""
+    require("redis")
+    prefix = f"aidpost-test-{uuid.uuid4().hex[:8]}:"
+    env = {
+        **_env(postgres, prefix),
+        "AIDPOST_MESSENGER_ACTIONS_PER_SECOND": "10000",
+        "AIDPOST_MESSENGER_ACTIONS_BURST": "10000",
+        "AIDPOST_MESSENGER_CONSUMER_BATCH": "3",
+        "AIDPOST_MESSENGER_CONSUMER_LEASE_MS": "1000",
+    }
+    seed_demo(env, tmp_path / "seed")
+    for name in ("all", "c1", "c2"):
+        (tmp_path / name).mkdir()
+    try:
+        with ExitStack() as stack:
+            base = stack.enter_context(
+                serve(tmp_path / "all", {**env, "AIDPOST_MESSENGER_ROLES": "gateway"})
+            )
+            consumer = {**env, "AIDPOST_AUTH_URL": base, "AIDPOST_MESSENGER_ROLES": "consumer"}
+            for name in ("c1", "c2"):
+                stack.enter_context(serve(tmp_path / name, consumer, "--component", "messenger"))
+            world = World(base)
+            staff_token = await world.token("organizer", "support")
+            participant_token = await world.token("participant", "participant")
+            await world.request_help(participant_token, "lost child")
+            await asyncio.sleep(1.5)  # both consumers hold their share of the shards
+            staff = await Client.connect(base, staff_token, get_chats=False)
+            chat_id = (await staff.start_chat(within=20))["id"]
+            phone = await Client.connect(base, participant_token, get_chats=False)
+            await asyncio.sleep(0.3)
+            n = 150
+            for i in range(n):
+                await phone.send("send_message", {"chatId": chat_id, "message": f"p{i}"})
+                await staff.send("send_message", {"chatId": chat_id, "message": f"s{i}"})
+            history: list[dict[str, object]] = []
+            for _ in range(50):
+                await asyncio.sleep(0.2)
+                await staff.send("get_chat_history", {"chatId": chat_id})
+                history = (await staff.next("chat_history", within=10))["payload"]["messages"]
+                if len(history) == 2 * n + 1:
+                    break
+            contents = [str(m["content"]) for m in history[1:]]
+            assert [m["seq"] for m in history] == list(range(1, 2 * n + 2))
+            assert [c for c in contents if c[0] == "p"] == [f"p{i}" for i in range(n)]
+            assert [c for c in contents if c[0] == "s"] == [f"s{i}" for i in range(n)]
+            await world.http.aclose()
+    finally:
+        drop_redis_keys(prefix)

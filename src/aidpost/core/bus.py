@@ -65,7 +65,35 @@ class Bus(Protocol):
         start: str = "0",
     ) -> list[Delivery]: ...
 
+    async def read_many(
+        self,
+        streams: Sequence[str],
+        group: str,
+        consumer: str,
+        *,
+        count: int = 100,
+        block_ms: int = 1000,
+        start: str = "0",
+    ) -> list[tuple[str, Delivery]]:
+        """One read over several streams: (stream, delivery) pairs, each stream in order."""
+        ...
+
     async def ack(self, stream: str, group: str, delivery_ids: Sequence[str]) -> None: ...
+
+    async def lease(self, name: str, owner: str, ttl_ms: int) -> bool:
+        """Take the lease ``name`` for ``owner``, or extend it if ``owner`` holds it already.
+        False if another owner holds it. A lease not extended lapses after ``ttl_ms``."""
+        ...
+
+    async def release(self, name: str, owner: str) -> None:
+        """Give the lease up, if ``owner`` still holds it."""
+        ...
+
+    async def members(self, group: str, member: str, ttl_ms: int) -> int:
+        """Say ``member`` of ``group`` is alive for ``ttl_ms`` more; how many members are."""
+        ...
+
+    async def leave(self, group: str, member: str) -> None: ...
 
     async def claim_stale(
         self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 100
@@ -103,6 +131,8 @@ class MemoryBus:
         # below awaits between looking at a stream and updating a group.
         self._published = asyncio.Event()
         self._monotonic = monotonic
+        self._leases: dict[str, tuple[str, float]] = {}
+        self._members: dict[str, dict[str, float]] = {}
 
     async def publish(self, stream: str, events: Sequence[Event]) -> None:
         self._streams.setdefault(stream, []).extend(events)
@@ -144,12 +174,58 @@ class MemoryBus:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._published.wait(), remaining)
 
+    async def read_many(
+        self,
+        streams: Sequence[str],
+        group: str,
+        consumer: str,
+        *,
+        count: int = 100,
+        block_ms: int = 1000,
+        start: str = "0",
+    ) -> list[tuple[str, Delivery]]:
+        deadline = self._monotonic() + block_ms / 1000
+        while True:
+            out: list[tuple[str, Delivery]] = []
+            for stream in streams:
+                got = await self.read(stream, group, consumer, count=count, block_ms=0, start=start)
+                out.extend((stream, d) for d in got)
+            remaining = deadline - self._monotonic()
+            if out or remaining <= 0:
+                return out
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._published.wait(), remaining)
+
     async def ack(self, stream: str, group: str, delivery_ids: Sequence[str]) -> None:
         g = self._groups.get((stream, group))
         if g is None:
             return
         for delivery_id in delivery_ids:
             g.pending.pop(int(delivery_id), None)
+
+    async def lease(self, name: str, owner: str, ttl_ms: int) -> bool:
+        now = self._monotonic()
+        holder = self._leases.get(name)
+        if holder is not None and holder[0] != owner and holder[1] > now:
+            return False
+        self._leases[name] = (owner, now + ttl_ms / 1000)
+        return True
+
+    async def release(self, name: str, owner: str) -> None:
+        holder = self._leases.get(name)
+        if holder is not None and holder[0] == owner:
+            del self._leases[name]
+
+    async def members(self, group: str, member: str, ttl_ms: int) -> int:
+        now = self._monotonic()
+        alive = self._members.setdefault(group, {})
+        alive[member] = now + ttl_ms / 1000
+        for name in [m for m, until in alive.items() if until <= now]:
+            del alive[name]
+        return len(alive)
+
+    async def leave(self, group: str, member: str) -> None:
+        self._members.get(group, {}).pop(member, None)
 
     async def claim_stale(
         self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 100
@@ -261,9 +337,59 @@ class RedisBus:
         entries: Any = result[0][1]  # type: ignore[index]
         return self._deliveries(entries)
 
+    async def read_many(
+        self,
+        streams: Sequence[str],
+        group: str,
+        consumer: str,
+        *,
+        count: int = 100,
+        block_ms: int = 1000,
+        start: str = "0",
+    ) -> list[tuple[str, Delivery]]:
+        from redis.exceptions import ResponseError
+
+        if not streams:
+            await asyncio.sleep(block_ms / 1000)
+            return []
+        for stream in streams:
+            await self._ensure_group(stream, group, start)
+        names = {self._key(stream): stream for stream in streams}
+        try:
+            result = await self._redis.xreadgroup(
+                group, consumer, dict.fromkeys(names, ">"), count=count, block=max(block_ms, 1)
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            for stream in streams:
+                self._groups_ready.discard((stream, group))
+            return []
+        out: list[tuple[str, Delivery]] = []
+        replies: Any = result or []
+        for key, entries in replies:
+            stream = names[key.decode() if isinstance(key, bytes) else str(key)]
+            out.extend((stream, d) for d in self._deliveries(entries))
+        return out
+
     async def ack(self, stream: str, group: str, delivery_ids: Sequence[str]) -> None:
         if delivery_ids:
             await self._redis.xack(self._key(stream), group, *delivery_ids)
+
+    async def lease(self, name: str, owner: str, ttl_ms: int) -> bool:
+        return bool(
+            await self._redis.eval(_LEASE, 1, self._prefix + "lease:" + name, owner, ttl_ms)
+        )
+
+    async def release(self, name: str, owner: str) -> None:
+        await self._redis.eval(_RELEASE, 1, self._prefix + "lease:" + name, owner)
+
+    async def members(self, group: str, member: str, ttl_ms: int) -> int:
+        key = self._prefix + "members:" + group
+        return int(await self._redis.eval(_MEMBERS, 1, key, member, ttl_ms))
+
+    async def leave(self, group: str, member: str) -> None:
+        await self._redis.zrem(self._prefix + "members:" + group, member)
 
     async def claim_stale(
         self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 100
@@ -294,6 +420,33 @@ class RedisBus:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+# Take the lease if free or already ours (then extend it); never take another owner's.
+_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+# Members live in a sorted set scored by when they lapse, in the server's time (the
+# members' clocks may disagree).
+_MEMBERS = """
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZADD', KEYS[1], ms + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms)
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 10)
+return redis.call('ZCARD', KEYS[1])
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 
 
 def create_bus(url: str, prefix: str = "aidpost:") -> Bus:

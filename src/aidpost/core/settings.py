@@ -92,6 +92,12 @@ class MessengerSettings(BaseSettings):
     # in another process (``GET /participant-api/users`` with the participant API key).
     participant_url: str | None = None
     consumer_batch: int = 200
+    # Commands go to this many shard streams by chat; each shard is handled by one consumer
+    # at a time, so a chat's commands are handled in the order they were sent. Gateways and
+    # consumers must agree; change it only with the command streams drained.
+    command_shards: int = Field(default=16, ge=1, le=1024)
+    # How long a dead consumer's shards wait before another consumer takes them.
+    consumer_lease_ms: int = Field(default=5000, ge=500, le=600_000)
     # What this process does: hold sockets ("gateway"), handle commands ("consumer"), or both.
     roles: str = "gateway,consumer"
 

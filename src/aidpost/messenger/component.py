@@ -12,6 +12,7 @@ from aidpost.core.component import database_check
 from aidpost.core.http import Check
 from aidpost.core.migrate import upgrade
 from aidpost.core.outbox import OutboxRelay
+from aidpost.core.shards import ShardedConsumer
 from aidpost.messenger.api import router
 from aidpost.messenger.directory import Directory, HttpDirectory, LocalDirectory
 from aidpost.messenger.gateway import Gateway
@@ -52,17 +53,18 @@ class MessengerComponent:
                 rt.bus, ORGANIZER_STREAM, "messenger-read-model", self.service.on_organizer_change
             ),
             Subscription(rt.bus, HELP_STREAM, "messenger-queue", self.service.on_help_event),
-            Subscription(
-                rt.bus,
-                COMMANDS_STREAM,
-                "messenger-consumers",
-                self.service.on_help_event,
-                batch=s.messenger.consumer_batch,
-                block_ms=100,
-                min_idle_ms=5_000,
-                batch_handler=self.service.handle_commands,
-            ),
         ]
+        self.commands = ShardedConsumer(
+            rt.bus,
+            COMMANDS_STREAM,
+            "messenger-consumers",
+            s.messenger.command_shards,
+            self.service.handle_commands,
+            consumer=rt.instance,
+            batch=s.messenger.consumer_batch,
+            block_ms=100,
+            lease_ms=s.messenger.consumer_lease_ms,
+        )
 
     def _directory(self) -> Directory:
         s = self.rt.settings
@@ -96,6 +98,7 @@ class MessengerComponent:
             self.relay.start_background()
             for sub in self.subscriptions:
                 sub.start_background()
+            self.commands.start_background()
         if roles.gateway:
             await self.gateway.start()
 
@@ -104,6 +107,7 @@ class MessengerComponent:
         if roles.gateway:
             await self.gateway.stop()
         if roles.consumer:
+            await self.commands.stop()
             for sub in reversed(self.subscriptions):
                 await sub.stop()
             await self.relay.stop()

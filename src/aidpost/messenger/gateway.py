@@ -1,10 +1,10 @@
 """The WebSocket gateway: ESME's ``/connect`` protocol on sockets, and nothing else.
 
 A gateway authenticates a socket (the first frame carries the token), reads history from
-the database, forwards chat actions to the ``messenger.commands`` stream, and delivers the
-frames consumers publish on the channels of the users connected to it. It keeps no chat
-state: any gateway can serve any user, and a client that reconnects elsewhere loses
-nothing.
+the database, forwards chat actions to the ``messenger.commands.<n>`` shard streams, and
+delivers the frames consumers publish on the channels of the users connected to it. It
+keeps no chat state: any gateway can serve any user, and a client that reconnects
+elsewhere loses nothing.
 
 Per connection: frames go out through a bounded queue and one writer task, so a client that
 does not read (ESME's load-test organizer) slows nobody else; a frame that finds the queue
@@ -38,6 +38,7 @@ from aidpost.core.bus import Event as BusEvent
 from aidpost.core.errors import Unauthorized
 from aidpost.core.hub import Hub
 from aidpost.core.settings import MessengerSettings
+from aidpost.core.shards import shard_of, shard_stream
 from aidpost.core.tokens import REALMS, Realm, TokenVerifier
 from aidpost.messenger import views
 from aidpost.messenger.service import (
@@ -381,7 +382,13 @@ class Gateway:
             "conn": conn.id,
             "payload": payload,
         }
-        await self.bus.publish(COMMANDS_STREAM, [BusEvent("messenger.command.v1", command)])
+        # One shard per chat (per agency for starts): one consumer handles a chat's commands,
+        # in the order this reader sent them.
+        key = str(payload.get("chatId", f"agency:{conn.agency_id}"))
+        shard = shard_of(key, self.settings.command_shards)
+        await self.bus.publish(
+            shard_stream(COMMANDS_STREAM, shard), [BusEvent("messenger.command.v1", command)]
+        )
 
     async def _resume(self, conn: Connection, payload: Any) -> None:
         """``{"chats": {chatId: lastSeq}}``: send what this device missed, in order."""

@@ -1,7 +1,8 @@
 """The messenger's consumers: the agencies' queues, and the chat commands gateways send.
 
-Commands arrive on the ``messenger.commands`` stream and are handled in batches by any
-number of consumer processes (one consumer group): one transaction per batch claims queue
+Commands arrive on the ``messenger.commands.<n>`` shard streams (by chat) and are handled
+in batches by any number of consumer processes, each shard by one of them at a time (see
+``core/shards.py``), so a chat's commands keep their order: one transaction per batch claims queue
 entries, numbers and stores messages (one insert for many), closes chats and records each
 command id in the inbox, so a redelivered batch changes nothing; after the commit, one hub
 pipeline publishes the frames to the users' channels. Start and close also write

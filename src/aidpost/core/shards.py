@@ -1,0 +1,198 @@
+"""Ordered consumption by many processes: a stream split into shards, one owner per shard.
+
+A consumer group alone spreads a stream's entries over its members, so two entries of one
+chat can be handled at the same time by two processes and finish in either order. Here the
+stream is split into ``shards`` streams (``<stream>.<n>``; producers pick the shard from a key,
+e.g. the chat id), and each shard is read by exactly one live member at a time, which holds
+the shard's lease on the bus. Members share the shards evenly (at most ``ceil(shards /
+live members)`` each): a member that joins takes free shards, one that holds too many gives
+the extra ones up between batches, one that stops gives all of its up, and the shards of one
+that dies are taken when their leases lapse (``lease_ms``). A new owner first handles what
+the last owner read but did not acknowledge, then new entries: each shard is handled in the
+order it was written.
+
+A member that stalls longer than ``lease_ms`` (a frozen process) can overlap with the next
+owner for the batch it holds; handlers must be idempotent, as for any at-least-once
+delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import uuid
+import zlib
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+
+from aidpost.core.bus import Bus, Delivery, Event
+
+log = logging.getLogger("aidpost.shards")
+
+BatchHandler = Callable[[list[Event]], Awaitable[None]]
+
+
+def shard_of(key: str, shards: int) -> int:
+    """The shard of a key; the same on every process and every run."""
+    return zlib.crc32(key.encode()) % shards
+
+
+def shard_stream(stream: str, shard: int) -> str:
+    return f"{stream}.{shard}"
+
+
+class ShardedConsumer:
+    def __init__(
+        self,
+        bus: Bus,
+        stream: str,
+        group: str,
+        shards: int,
+        handler: BatchHandler,
+        *,
+        consumer: str | None = None,
+        batch: int = 100,
+        block_ms: int = 100,
+        lease_ms: int = 5000,
+    ) -> None:
+        if shards < 1:
+            raise ValueError("shards must be at least 1")
+        self.bus, self.stream, self.group, self.shards = bus, stream, group, shards
+        self.handler = handler
+        self.consumer = consumer or uuid.uuid4().hex[:12]
+        self.batch, self.block_ms, self.lease_ms = batch, block_ms, lease_ms
+        self.owned: set[int] = set()
+        # Shards whose unacknowledged entries are handled before anything new is read: just
+        # taken over (the last owner may have left some), or after a failed batch.
+        self._drain: set[int] = set()
+        self._target = shards
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _lease(self, shard: int) -> str:
+        return f"{self.group}:{shard_stream(self.stream, shard)}"
+
+    # -- ownership -----------------------------------------------------------------------------
+
+    async def rebalance(self) -> None:
+        """Say this member is alive, keep its leases, and take free shards up to its share."""
+        live = await self.bus.members(self.group, self.consumer, self.lease_ms)
+        self._target = math.ceil(self.shards / max(live, 1))
+        for shard in sorted(self.owned):
+            if not await self.bus.lease(self._lease(shard), self.consumer, self.lease_ms):
+                log.warning("shard lease lost", extra={"shard": shard, "group": self.group})
+                self.owned.discard(shard)
+                self._drain.discard(shard)
+        if len(self.owned) >= self._target:
+            return
+        # Start the search at a place of this member's own, so joiners do not all race for
+        # the same shards.
+        offset = shard_of(self.consumer, self.shards)
+        for i in range(self.shards):
+            shard = (offset + i) % self.shards
+            if shard in self.owned:
+                continue
+            if await self.bus.lease(self._lease(shard), self.consumer, self.lease_ms):
+                self.owned.add(shard)
+                self._drain.add(shard)
+                if len(self.owned) >= self._target:
+                    break
+
+    async def _give_up_extra(self) -> None:
+        while len(self.owned) > self._target:
+            shard = max(self.owned)
+            self.owned.discard(shard)
+            self._drain.discard(shard)
+            await self.bus.release(self._lease(shard), self.consumer)
+
+    # -- handling ------------------------------------------------------------------------------
+
+    async def run_once(self, block_ms: int | None = None) -> int:
+        """One batch: what must be drained first, else new entries of the owned shards."""
+        await self._give_up_extra()
+        deliveries: list[tuple[str, Delivery]] = []
+        for shard in sorted(self._drain):
+            stream = shard_stream(self.stream, shard)
+            stale = await self.bus.claim_stale(
+                stream, self.group, self.consumer, min_idle_ms=0, count=self.batch
+            )
+            if stale:
+                deliveries.extend((stream, d) for d in stale)
+            else:
+                self._drain.discard(shard)
+        draining = bool(deliveries)
+        if not draining:
+            streams = [shard_stream(self.stream, s) for s in sorted(self.owned)]
+            deliveries = await self.bus.read_many(
+                streams,
+                self.group,
+                self.consumer,
+                count=self.batch,
+                block_ms=self.block_ms if block_ms is None else block_ms,
+            )
+        if not deliveries:
+            return 0
+        # Ownership may have moved while the read blocked: handle only what is still ours.
+        mine = {shard_stream(self.stream, s) for s in self.owned}
+        deliveries = [(stream, d) for stream, d in deliveries if stream in mine]
+        try:
+            await self.handler([d.event for _, d in deliveries])
+        except BaseException:
+            for stream, _ in deliveries:
+                self._drain.add(int(stream.rsplit(".", 1)[1]))
+            raise
+        by_stream: dict[str, list[str]] = defaultdict(list)
+        for stream, d in deliveries:
+            by_stream[stream].append(d.delivery_id)
+        for stream, ids in by_stream.items():
+            await self.bus.ack(stream, self.group, ids)
+        return len(deliveries)
+
+    async def _handle_loop(self) -> None:
+        while not self._stopping:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sharded batch failed", extra={"stream": self.stream})
+                await asyncio.sleep(1)
+
+    async def _keep_loop(self) -> None:
+        while not self._stopping:
+            try:
+                await self.rebalance()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("shard rebalance failed", extra={"group": self.group})
+            await asyncio.sleep(self.lease_ms / 4000)
+
+    def start_background(self) -> None:
+        self._stopping = False
+        self._tasks = [
+            asyncio.create_task(self._keep_loop(), name=f"shards-keep:{self.stream}"),
+            asyncio.create_task(self._handle_loop(), name=f"shards:{self.stream}"),
+        ]
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Finish the batch in hand (up to ``grace`` seconds), then give every shard up."""
+        self._stopping = True
+        if self._tasks:
+            keep, handle = self._tasks
+            keep.cancel()
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(handle), grace)
+            handle.cancel()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            self._tasks = []
+        with contextlib.suppress(Exception):
+            for shard in sorted(self.owned):
+                await self.bus.release(self._lease(shard), self.consumer)
+            await self.bus.leave(self.group, self.consumer)
+        self.owned.clear()
+        self._drain.clear()
