@@ -11,6 +11,8 @@ from pathlib import Path
 
 from aidpost.cluster import free_port, wait_for_status
 
+PIDS: dict[str, int] = {}  # base URL -> process id, for tests that stop or kill it
+
 
 @contextmanager
 def serve(data_dir: Path, env: dict[str, str] | None = None, *args: str) -> Iterator[str]:
@@ -37,8 +39,10 @@ def serve(data_dir: Path, env: dict[str, str] | None = None, *args: str) -> Iter
                 raise RuntimeError((data_dir / "server.log").read_text()[-3000:])
 
         wait_for_status(base, 60, alive)
+        PIDS[base] = proc.pid
         yield base
     finally:
+        PIDS.pop(base, None)
         proc.terminate()
         try:
             proc.wait(timeout=30)

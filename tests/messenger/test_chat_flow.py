@@ -31,7 +31,7 @@ class World:
         assert r.status_code == 200, r.text
         token: str = r.json()["token"]
         if realm == "organizer" and who != "superadmin":
-            for _ in range(100):  # the messenger learns of staff through the bus
+            for _ in range(400):  # the messenger learns of staff through the bus
                 headers = {"Authorization": f"Bearer {token}"}
                 if (
                     await self.http.get("/messenger-api/agency/chats", headers=headers)
@@ -42,7 +42,7 @@ class World:
 
     async def request_help(self, token: str, description: str) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {token}"}
-        for _ in range(100):
+        for _ in range(400):  # the events read model fills through the bus
             events = (await self.http.get("/participant-api/events", headers=headers)).json()
             if events:
                 break

@@ -106,6 +106,8 @@ class RedisHub:
         self._reader: asyncio.Task[None] | None = None
         self._reconnect_callbacks: list[Callable[[], None]] = []
         self._lock = asyncio.Lock()
+        self._confirmations: dict[bytes, asyncio.Event] = {}
+        self._live = False  # subscribed once: every later connect is a reconnect
 
     def _key(self, channel: str) -> bytes:
         return self._prefix + channel.encode()
@@ -120,14 +122,39 @@ class RedisHub:
 
     async def _ensure_reader(self) -> None:
         if self._pubsub is None:
-            self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            self._pubsub = self._redis.pubsub()
             self._reader = asyncio.create_task(self._read(), name="hub-reader")
 
     async def subscribe(self, channel: str, listener: Listener) -> None:
+        """Returns once Redis confirmed the subscription: what is published after that
+        reaches the listener (a caller may then read state without missing an update)."""
         async with self._lock:
             await self._ensure_reader()
-            if self._listeners.add(channel, listener):
-                await self._pubsub.subscribe(self._key(channel))
+            if not self._listeners.add(channel, listener):
+                return
+            key = self._key(channel)
+            confirmed = self._confirmations[key] = asyncio.Event()
+            try:
+                await self._pubsub.subscribe(key)
+                # redis-py reconnects and resubscribes by itself, silently: hear of it.
+                self._pubsub.connection.register_connect_callback(self._on_connected)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(confirmed.wait(), 2.0)
+            finally:
+                self._confirmations.pop(key, None)
+            self._live = True
+
+    def _on_connected(self, _connection: Any) -> None:
+        """The subscription connection was (re)established; on a reconnect, whatever was
+        published while it was down is gone, so listeners are told to resynchronise."""
+        if not self._live:
+            return
+        log.warning("hub reconnected; updates may have been lost")
+        for callback in self._reconnect_callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("hub reconnect callback failed")
 
     async def unsubscribe(self, channel: str, listener: Listener) -> None:
         async with self._lock:
@@ -139,28 +166,29 @@ class RedisHub:
 
     async def _read(self) -> None:
         cut = len(self._prefix)
-        broken = False
         while True:
             try:
                 if not self._pubsub.subscribed:
                     await asyncio.sleep(0.05)
                     continue
                 message = await self._pubsub.get_message(timeout=1.0)
-                if broken:
-                    broken = False
-                    for callback in self._reconnect_callbacks:
-                        callback()
-                if message is None or message.get("type") != "message":
+                if message is None:
+                    continue
+                if message.get("type") == "subscribe":
+                    confirmed = self._confirmations.get(bytes(message["channel"]))
+                    if confirmed is not None:
+                        confirmed.set()
+                    continue
+                if message.get("type") != "message":
                     continue
                 channel = bytes(message["channel"])[cut:].decode()
                 self._listeners.dispatch(channel, bytes(message["data"]))
             except asyncio.CancelledError:
                 raise
             except Exception:
-                # redis-py reconnects and resubscribes on the next call; what was published
-                # meanwhile is gone, so listeners are told to resynchronise.
+                # redis-py reconnects and resubscribes on the next call (``_on_connected``
+                # then tells the listeners).
                 log.warning("hub connection lost; reconnecting", exc_info=True)
-                broken = True
                 await asyncio.sleep(0.5)
 
     async def ping(self) -> bool:

@@ -67,6 +67,9 @@ class Connection:
     queue: asyncio.Queue[tuple[dict[str, Any], str]]
     ext: bool = False
     seen: dict[str, int] = field(default_factory=dict)
+    # The open chats this socket was told of (``chats``, ``new_chat``), once it asked for
+    # its chats: a resync tells it of chats started or closed while updates were lost.
+    known: set[str] | None = None
     tokens: float = 0.0
     refilled: float = field(default_factory=time.monotonic)
     dropped: bool = False
@@ -158,7 +161,17 @@ class Gateway:
                 continue
             chat, seq = header.get("chat"), header.get("seq")
             if chat is not None and header.get("new"):
+                if conn.known is not None:
+                    if chat in conn.known:
+                        continue  # announced already (a resync got there first)
+                    conn.known.add(chat)
                 conn.seen.setdefault(chat, 0)  # a new chat: follow it from its first message
+            elif chat is not None and header.get("closed"):
+                if conn.known is not None:
+                    if chat not in conn.known and chat not in conn.seen:
+                        continue  # told already (a resync got there first)
+                    conn.known.discard(chat)
+                conn.seen.pop(chat, None)
             if chat is not None and seq is not None:
                 if chat in conn.seen:
                     last = conn.seen[chat]
@@ -181,8 +194,24 @@ class Gateway:
             conn.seen[chat] = message["seq"]
 
     async def _resync(self, conn: Connection) -> None:
-        for chat, last in list(conn.seen.items()):
-            await self._backfill(conn, chat, last, None)
+        """After updates may have been lost: chats started and closed meanwhile, then the
+        messages after the last one sent, all from the database."""
+        if conn.known is not None:
+            active = await self.service.active_chats(conn.realm, conn.user_id)
+            ids = {chat["id"] for chat in active}
+            for chat_id in sorted(conn.known - ids):
+                # Ended meanwhile: its last messages, then the end, as they would have come.
+                if chat_id in conn.seen:
+                    await self._backfill(conn, chat_id, conn.seen.pop(chat_id), None)
+                conn.known.discard(chat_id)
+                await conn.ws.send_text(views.frame("closed_chat", {"chatId": chat_id}))
+            for chat in reversed(active):  # oldest first, as they would have come
+                if chat["id"] not in conn.known:
+                    conn.known.add(chat["id"])
+                    conn.seen[chat["id"]] = 0
+                    await conn.ws.send_text(views.frame("new_chat", chat))
+        for chat_id, last in list(conn.seen.items()):
+            await self._backfill(conn, chat_id, last, None)
 
     # -- the socket --------------------------------------------------------------------------
 
@@ -196,13 +225,18 @@ class Gateway:
             return
         self.connections[conn.id] = conn
         writer = asyncio.create_task(self._writer(conn), name=f"ws-writer-{conn.id}")
-        reader = asyncio.create_task(self._read_safely(conn), name=f"ws-reader-{conn.id}")
+        reader: asyncio.Task[None] | None = None
         try:
+            # Subscribed before the first frame is read: whatever ``get_chats`` reads from
+            # the database, an update committed after it reaches this socket.
             await self._follow(conn, conn.channel)
+            reader = asyncio.create_task(self._read_safely(conn), name=f"ws-reader-{conn.id}")
             # Whichever ends first (client gone, writer failed) ends the connection.
             await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in (reader, writer):
+                if task is None:
+                    continue
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
@@ -320,9 +354,9 @@ class Gateway:
 
     async def _dispatch(self, conn: Connection, kind: str, payload: Any) -> None:
         if kind == "get_chats":
-            self._send(
-                conn, "chats", {"chats": await self.service.active_chats(conn.realm, conn.user_id)}
-            )
+            chats = await self.service.active_chats(conn.realm, conn.user_id)
+            conn.known = (conn.known or set()) | {chat["id"] for chat in chats}
+            self._send(conn, "chats", {"chats": chats})
         elif kind == "get_chat_history":
             chat_id = payload.get("chatId") if isinstance(payload, dict) else None
             if not isinstance(chat_id, str):

@@ -79,10 +79,14 @@ class Outgoing:
     items: list[tuple[str, bytes]] = field(default_factory=list)
     new_chats: list[Chat] = field(default_factory=list)
 
-    def to_users(self, chat: Chat, text: str, seq: int | None = None) -> None:
+    def to_users(
+        self, chat: Chat, text: str, seq: int | None = None, *, closed: bool = False
+    ) -> None:
         header: dict[str, Any] = {"chat": chat.id}
         if seq is not None:
             header["seq"] = seq
+        if closed:
+            header["closed"] = True
         data = envelope(header, text)
         self.items.append((user_channel("organizer", chat.organizerId), data))
         self.items.append((user_channel("participant", chat.participantId), data))
@@ -306,7 +310,7 @@ class MessengerService:
             payload = command.get("payload") or {}
             chat = await session.get(Chat, str(payload.get("chatId"))[:32])
             if chat is not None and chat.ended:
-                out.to_users(chat, views.frame("closed_chat", {"chatId": chat.id}))
+                out.to_users(chat, views.frame("closed_chat", {"chatId": chat.id}), closed=True)
 
     async def _lock_chats(self, session: AsyncSession, ids: set[str]) -> dict[str, Chat]:
         if not ids:
@@ -527,7 +531,7 @@ class MessengerService:
                 },
             ),
         )
-        out.to_users(chat, views.frame("closed_chat", {"chatId": chat.id}))
+        out.to_users(chat, views.frame("closed_chat", {"chatId": chat.id}), closed=True)
 
     # -- reads (gateways and REST) ---------------------------------------------------------------
 
