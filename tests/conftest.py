@@ -69,7 +69,7 @@ async def _pg_admin(sql: str) -> None:
         await conn.close()
 
 
-COMPONENT_DATABASES = ("auth", "organizer", "participant", "messenger")
+COMPONENT_DATABASES = ("auth", "organizer", "participant", "messenger", "mailer")
 
 
 def sqlite_databases(folder: Path) -> Databases:
@@ -126,6 +126,8 @@ def make_settings(dbs: Databases, tmp_path: Path, **core: Any) -> Settings:
         "AIDPOST_ORGANIZER_DATABASE_URL": dbs.urls["organizer"],
         "AIDPOST_PARTICIPANT_DATABASE_URL": dbs.urls["participant"],
         "AIDPOST_MESSENGER_DATABASE_URL": dbs.urls["messenger"],
+        "AIDPOST_MAILER_DATABASE_URL": dbs.urls["mailer"],
+        "AIDPOST_MAILER_TRANSPORT_URL": "memory:",
         "AIDPOST_AUTH_SUPERADMIN_EMAIL": SUPERADMIN[0],
         "AIDPOST_AUTH_SUPERADMIN_PASSWORD": SUPERADMIN[1],
         # Fast hashing in tests; production keeps OWASP's argon2id parameters.

@@ -14,7 +14,7 @@ from aidpost.core.settings import Settings
 from aidpost.core.tokens import JwksKeySource
 from aidpost.runtime import Runtime
 
-COMPONENTS = ("auth", "organizer", "participant", "messenger")
+COMPONENTS = ("auth", "organizer", "participant", "messenger", "mailer")
 
 
 def _make(name: str, rt: Runtime) -> Component:
@@ -34,6 +34,10 @@ def _make(name: str, rt: Runtime) -> Component:
         from aidpost.messenger.component import MessengerComponent
 
         return MessengerComponent(rt)
+    if name == "mailer":
+        from aidpost.mailer.component import MailerComponent
+
+        return MailerComponent(rt)
     raise ValueError(f"unknown component {name!r}; choose from {', '.join(COMPONENTS)}")
 
 
@@ -94,9 +98,11 @@ def create_app(
 def _connect_in_process(parts: Sequence[Component]) -> None:
     """Components that run in the same process may call each other's services directly."""
     by_name = {part.name: part for part in parts}
-    messenger, participant = by_name.get("messenger"), by_name.get("participant")
-    if messenger is not None and participant is not None:
-        messenger.participants = participant.service  # type: ignore[attr-defined]
+    participant = by_name.get("participant")
+    for name in ("messenger", "mailer"):
+        other = by_name.get(name)
+        if other is not None and participant is not None:
+            other.participants = participant.service  # type: ignore[attr-defined]
 
 
 def configure_logging(settings: Settings) -> None:

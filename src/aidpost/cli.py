@@ -83,6 +83,48 @@ def _cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mailer(args: argparse.Namespace) -> int:
+    from aidpost.app import configure_logging
+    from aidpost.mailer.component import MailerComponent
+    from aidpost.mailer.jobs import JobError
+    from aidpost.runtime import Runtime
+
+    async def run() -> int:
+        settings = Settings()
+        configure_logging(settings)
+        rt = Runtime(settings)
+        try:
+            mailer = MailerComponent(rt)
+            await mailer.prepare()
+            if args.once:
+                # Pending bus events first (they may schedule emails due now), then send.
+                for sub in mailer.subscriptions:
+                    while await sub.run_once(block_ms=0):
+                        pass
+                handled = await mailer.service.run_once()
+                print(f"aidpost mailer: {handled} emails handled")
+                return 0
+            import signal
+
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            for sub in mailer.subscriptions:
+                sub.start_background()
+            await mailer.service.run(stop)
+            for sub in reversed(mailer.subscriptions):
+                await sub.stop()
+            return 0
+        except JobError as exc:
+            print(f"aidpost: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            await rt.stop()
+
+    return asyncio.run(run())
+
+
 def wait_for_stop_signal() -> None:
     import signal
 
@@ -104,6 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(func=_demo)
     keys = sub.add_parser("rotate-keys", help="make a new signing key")
     keys.set_defaults(func=_rotate_keys)
+    mailer = sub.add_parser("mailer", help="the email worker")
+    mailer_sub = mailer.add_subparsers(dest="mailer_command", required=True)
+    mailer_run = mailer_sub.add_parser("run", help="schedule and send emails until stopped")
+    mailer_run.add_argument(
+        "--once", action="store_true", help="send what is due now and exit (for cron)"
+    )
+    mailer_run.set_defaults(func=_mailer)
     cluster = sub.add_parser(
         "cluster", help="every component as processes behind HAProxy (PostgreSQL, Redis)"
     )

@@ -99,6 +99,7 @@ class Cluster:
             "AIDPOST_ORGANIZER_DATABASE_URL": self.database_urls["organizer"],
             "AIDPOST_PARTICIPANT_DATABASE_URL": self.database_urls["participant"],
             "AIDPOST_MESSENGER_DATABASE_URL": self.database_urls["messenger"],
+            "AIDPOST_MAILER_DATABASE_URL": self.database_urls["mailer"],
             "AIDPOST_BUS_URL": self.bus_url,
             "AIDPOST_RATE_LIMIT_STORAGE": self.bus_url,
             **self.extra_env,
@@ -132,6 +133,7 @@ class Cluster:
         participant = next((p for p in self.processes if p.component == "participant"), None)
         if participant is not None:
             base["AIDPOST_MESSENGER_PARTICIPANT_URL"] = participant.url
+            base["AIDPOST_MAILER_PARTICIPANT_URL"] = participant.url
         process = Process(name, component, free_port(), {**base, **env})
         self.processes.append(process)
         self._spawn(process)
@@ -149,6 +151,7 @@ class Cluster:
         self.add("auth", "auth")
         self.add("organizer", "organizer")
         self.add("participant", "participant")
+        self.add("mailer", "mailer")
         for i in range(self.consumers):
             self.add(f"consumer{i + 1}", "messenger", AIDPOST_MESSENGER_ROLES="consumer")
         for i in range(self.gateways):
@@ -194,13 +197,16 @@ frontend web
     acl is_auth path_beg {auth_acl}
     acl is_messenger path_beg /messenger-api
     acl is_participant path_beg /participant-api
+    acl is_mailer path_beg /mailer-api
     use_backend auth if is_auth
     use_backend gateways if is_messenger
     use_backend participant if is_participant
+    use_backend mailer if is_mailer
     default_backend organizer
 {backend("auth", self._servers("auth"))}
 {backend("organizer", self._servers("organizer"))}
 {backend("participant", self._servers("participant"))}
+{backend("mailer", self._servers("mailer"))}
 {backend("gateways", self._servers("gateway"), "leastconn")}
 """
         path = self.workdir / "haproxy.cfg"
@@ -254,7 +260,8 @@ def postgres_databases(server_url: str, tag: str = "aidpost_cluster") -> dict[st
 
     import asyncpg
 
-    names = {c: f"{tag}_{c}" for c in ("auth", "organizer", "participant", "messenger")}
+    components = ("auth", "organizer", "participant", "messenger", "mailer")
+    names = {c: f"{tag}_{c}" for c in components}
 
     async def create() -> None:
         conn = await asyncpg.connect(server_url + "/postgres")

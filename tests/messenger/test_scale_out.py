@@ -26,6 +26,7 @@ def _env(databases: Databases, prefix: str) -> dict[str, str]:
         "AIDPOST_ORGANIZER_DATABASE_URL": databases.urls["organizer"],
         "AIDPOST_PARTICIPANT_DATABASE_URL": databases.urls["participant"],
         "AIDPOST_MESSENGER_DATABASE_URL": databases.urls["messenger"],
+        "AIDPOST_MAILER_DATABASE_URL": databases.urls["mailer"],
         "AIDPOST_BUS_URL": REDIS_URL,
         "AIDPOST_BUS_PREFIX": prefix,
         "AIDPOST_RATE_LIMIT": "100000/minute",

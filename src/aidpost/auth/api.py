@@ -6,7 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from aidpost.auth.schemas import OrganizerChangePassword, SignIn
+from aidpost.auth.schemas import (
+    OrganizerChangePassword,
+    PasswordResetRequest,
+    PasswordTokenUse,
+    SignIn,
+)
 from aidpost.auth.service import AuthService
 from aidpost.core.deps import OrganizerPrincipal, ParticipantPrincipal, client_address
 from aidpost.participant import schemas as participant_schemas
@@ -48,6 +53,50 @@ async def organizer_change_password(
     svc = service(request)
     await svc.change_password(principal, body.oldPassword, body.newPassword)
     return await svc.public_user(principal)
+
+
+RESET_SENT = {
+    "message": "if an account uses this address, a link to reset its password is on its way"
+}
+PASSWORD_SET = {"message": "password set; sign in with it"}
+
+
+@organizer_router.post(
+    "/auth/password-reset", operation_id="organizerPasswordReset", status_code=200
+)
+async def organizer_password_reset(body: PasswordResetRequest, request: Request) -> Any:
+    """Email a single-use link (valid 2 hours) to reset the password. The answer is the same
+    whether or not the address has an account."""
+    await service(request).request_reset("organizer", body.email, client_address(request))
+    return RESET_SENT
+
+
+@organizer_router.post(
+    "/auth/password-reset/confirm", operation_id="organizerPasswordSet", status_code=200
+)
+async def organizer_password_set(body: PasswordTokenUse, request: Request) -> Any:
+    """Set the password with the token of a reset link or of a new account's setup link;
+    every earlier session of the account ends."""
+    await service(request).set_password_with_token("organizer", body.token, body.password)
+    return PASSWORD_SET
+
+
+@participant_router.post(
+    "/auth/password-reset", operation_id="participantPasswordReset", status_code=200
+)
+async def participant_password_reset(request: Request) -> Any:
+    body = parse(participant_schemas.PasswordResetRequest, await request.body())
+    await service(request).request_reset("participant", body.email, client_address(request))
+    return RESET_SENT
+
+
+@participant_router.post(
+    "/auth/password-reset/confirm", operation_id="participantPasswordSet", status_code=200
+)
+async def participant_password_set(request: Request) -> Any:
+    body = parse(participant_schemas.PasswordTokenUse, await request.body())
+    await service(request).set_password_with_token("participant", body.token, body.password)
+    return PASSWORD_SET
 
 
 @participant_router.post("/auth/sign-up", operation_id="participantSignUp", status_code=201)

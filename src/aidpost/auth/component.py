@@ -15,6 +15,7 @@ from aidpost.auth.keys import KeyStore
 from aidpost.auth.models import outbox
 from aidpost.auth.passwords import Passwords
 from aidpost.auth.service import SIGN_IN_ERROR, AuthService, RealmBinding
+from aidpost.core.bus import Subscription
 from aidpost.core.component import database_check
 from aidpost.core.errors import Unauthorized
 from aidpost.core.http import Check, async_storage
@@ -74,6 +75,9 @@ class AuthComponent:
         )
         rt.use_keys(CallableKeySource(self.keys.public_key))
         self._reloader: asyncio.Task[None] | None = None
+        self.setup_links = Subscription(
+            rt.bus, "organizer.changes", "auth-setup-links", self.service.on_organizer_change
+        )
 
     def routers(self) -> Sequence[APIRouter]:
         return (organizer_router, participant_router, auth_router)
@@ -103,6 +107,7 @@ class AuthComponent:
         await self.keys.ensure_active()
         await self.service.load_revocations()
         self.relay.start_background()
+        self.setup_links.start_background()
         self._reloader = asyncio.create_task(self._reload_keys(), name="auth-key-reload")
 
     async def stop(self) -> None:
@@ -110,4 +115,5 @@ class AuthComponent:
             self._reloader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reloader
+        await self.setup_links.stop()
         await self.relay.stop()

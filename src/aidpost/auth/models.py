@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import JSON, BigInteger, Boolean, Column, Integer, MetaData, String, Table, Text
 
 from aidpost.core.db import UTCDateTime
-from aidpost.core.outbox import outbox_table
+from aidpost.core.outbox import inbox_table, outbox_table
 
 metadata = MetaData()
 
@@ -34,7 +34,22 @@ revocations = Table(
     Column("not_before_ms", BigInteger, nullable=False),
 )
 
+# Single-use links to set a password: "reset" (asked for by the user) or "setup" (a staff
+# account created by someone else). Only a hash of the token is kept.
+password_tokens = Table(
+    "auth_password_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("realm", String(20), nullable=False),
+    Column("user_id", Integer, nullable=False, index=True),
+    Column("purpose", String(10), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("used_at", UTCDateTime(), nullable=True),
+)
+
 outbox = outbox_table(metadata)
+inbox = inbox_table(metadata)
 
 realm_metadata = MetaData()
 

@@ -37,6 +37,28 @@ class OrganizerChangePassword(BaseModel):
         return self
 
 
+class PasswordResetRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email
+
+
+class PasswordTokenUse(BaseModel):
+    """A reset or setup link used: the token from the link and the new password twice."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: Text(200)  # type: ignore[valid-type]
+    password: OrganizerPassword
+    confirmPassword: Text(128, empty=True)  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _check(self) -> PasswordTokenUse:
+        if self.confirmPassword != self.password:
+            raise ValueError("confirmPassword must be equal to password")
+        return self
+
+
 class TokenResponse(BaseModel):
     user: dict[str, Any]
     token: str

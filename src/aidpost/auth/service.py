@@ -1,7 +1,10 @@
-"""Sign-in, sign-out, password change and revocation, for both realms."""
+"""Sign-in, sign-out, password change, password links and revocation, for both realms."""
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -9,24 +12,35 @@ from typing import Any
 from limits import parse
 from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aidpost.auth import credentials
 from aidpost.auth.keys import KeyStore
-from aidpost.auth.models import outbox, revocations
+from aidpost.auth.models import inbox, outbox, password_tokens, revocations
 from aidpost.auth.passwords import Passwords
 from aidpost.core import outbox as outbox_mod
 from aidpost.core.bus import Event
 from aidpost.core.clock import Clock
 from aidpost.core.db import Database
 from aidpost.core.errors import ApiError, BadRequest, Forbidden, TooManyRequests
+from aidpost.core.outbox import first_time
 from aidpost.core.tokens import REVOCATIONS_STREAM, Principal, Realm, Revocations
 
 SIGN_IN_ERROR = "invalid email or password"
 AGENCY_NOT_APPROVED = "your agency is not approved by administrators"
 WRONG_OLD_PASSWORD = "old password is incorrect"
+BAD_PASSWORD_TOKEN = "invalid or expired token"
+PASSWORDS_STREAM = "auth.passwords"
+TOKEN_TTL = {"reset": dt.timedelta(hours=2), "setup": dt.timedelta(days=7)}
+# Staff accounts made by someone else get a link to choose their own password; owners
+# register themselves and the superadmin comes from settings.
+SETUP_ROLES = (1, 3, 4)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -72,6 +86,7 @@ class AuthService:
         self.cache, self.clock, self.on_commit = revocations_cache, clock, on_commit
         self._limiter = MovingWindowRateLimiter(throttle_storage)
         self._throttle = parse(throttle)
+        self._reset_throttle = parse("5/hour")
 
     async def _throttled(self, realm: str, email: str, address: str) -> bool:
         keys = (("account", realm, credentials.normalize_email(email)), ("address", address))
@@ -159,6 +174,105 @@ class AuthService:
         async with binding.db.transaction() as session:
             await credentials.set_hash(session, principal.user_id, new_hash, self.clock.now())
         await self.revoke(principal.realm, principal.user_id)
+
+    # -- password links ------------------------------------------------------------------------
+
+    async def request_reset(self, realm: Realm, email: str, address: str) -> None:
+        """Send a reset link if the address belongs to an account; the answer is the same
+        either way (no account enumeration). Five requests an hour per account and per
+        client address."""
+        normalized = credentials.normalize_email(email)
+        for key in (("account", realm, normalized), ("address", address)):
+            if not await self._limiter.hit(self._reset_throttle, "reset", *key):
+                raise TooManyRequests("too many password reset requests, try again later")
+        async with self.realms[realm].db.session() as session:
+            row = await credentials.by_email(session, normalized)
+        if row is not None:
+            await self._issue(realm, int(row.user_id), normalized, "reset")
+
+    async def _issue(
+        self, realm: Realm, user_id: int, email: str, purpose: str, event_id: str | None = None
+    ) -> None:
+        """A new single-use token (earlier unused ones of the same purpose stop working) and
+        ``auth.password_token.v1`` for the mailer, in one transaction."""
+        token = secrets.token_urlsafe(32)
+        now = self.clock.now()
+        expires = now + TOKEN_TTL[purpose]
+        async with self.db.transaction() as session:
+            if event_id is not None and not await first_time(session, inbox, event_id):
+                return
+            await session.execute(
+                update(password_tokens)
+                .where(
+                    password_tokens.c.realm == realm,
+                    password_tokens.c.user_id == user_id,
+                    password_tokens.c.purpose == purpose,
+                    password_tokens.c.used_at.is_(None),
+                )
+                .values(used_at=now)
+            )
+            await session.execute(
+                password_tokens.insert().values(
+                    token_hash=token_hash(token), realm=realm, user_id=user_id,
+                    purpose=purpose, created_at=now, expires_at=expires,
+                )
+            )  # fmt: skip
+            event = Event(
+                "auth.password_token.v1",
+                {
+                    "realm": realm,
+                    "userId": user_id,
+                    "email": email,
+                    "purpose": purpose,
+                    "token": token,
+                    "expiresAt": expires.isoformat(),
+                },
+            )
+            await outbox_mod.publish(session, outbox, PASSWORDS_STREAM, event)
+        self.on_commit()
+
+    async def set_password_with_token(self, realm: Realm, token: str, password: str) -> None:
+        """Use a reset or setup link once: the password is set and earlier sessions end."""
+        new_hash = await self.passwords.hash(password)
+        now = self.clock.now()
+        async with self.db.transaction() as session:
+            row = (
+                await session.execute(
+                    select(password_tokens)
+                    .where(password_tokens.c.token_hash == token_hash(token))
+                    .with_for_update()
+                )
+            ).first()
+            if (
+                row is None
+                or row.realm != realm
+                or row.used_at is not None
+                or row.expires_at <= now
+            ):
+                raise BadRequest(BAD_PASSWORD_TOKEN)
+            await session.execute(
+                update(password_tokens)
+                .where(password_tokens.c.token_hash == row.token_hash)
+                .values(used_at=now)
+            )
+        async with self.realms[realm].db.transaction() as session:
+            if await credentials.hash_of(session, row.user_id) is None:
+                raise BadRequest(BAD_PASSWORD_TOKEN)  # the account is gone
+            await credentials.set_hash(session, row.user_id, new_hash, now)
+        await self.revoke(realm, row.user_id)
+
+    async def on_organizer_change(self, event: Event) -> None:
+        """A staff account created by someone else gets a link to set its own password."""
+        data = event.data
+        user = data.get("user")
+        if (
+            event.type != "organizer.user.changed.v1"
+            or data.get("change") != "insert"
+            or not isinstance(user, dict)
+            or user.get("role") not in SETUP_ROLES
+        ):
+            return
+        await self._issue("organizer", int(user["id"]), str(user["email"]), "setup", event.id)
 
     async def load_revocations(self) -> None:
         """Fill the local cache from the table (the bus may have been trimmed)."""

@@ -110,6 +110,34 @@ class MessengerSettings(BaseSettings):
         return "consumer" in self.roles.split(",")
 
 
+class MailerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AIDPOST_MAILER_", extra="ignore")
+
+    database_url: str | None = None
+    # smtp://host:port, smtp+starttls://host:587, smtps://host:465 (user:password@ allowed),
+    # file:<folder under the data dir> (the default: .eml files), or memory:.
+    transport_url: str = "file:outgoing-mail"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_timeout_seconds: float = 30.0
+    smtp_verify_tls: bool = True
+    from_address: str = "aidpost <no-reply@aidpost.example>"
+    message_id_domain: str = "aidpost.example"
+    # Where people open aidpost: links in emails (templates see it as ``public_url``).
+    public_url: str = "http://127.0.0.1:8000"
+    # Extra or replacing job files (*.json), checked against the schema at start.
+    jobs_dir: str | None = None
+    # Run the sending worker inside `aidpost serve` (else: `aidpost mailer run`).
+    worker: bool = True
+    poll_seconds: float = Field(default=2.0, gt=0)
+    lease_seconds: float = Field(default=120.0, ge=5)
+    batch: int = Field(default=20, ge=1, le=1000)
+    backoff_base_seconds: float = Field(default=60.0, gt=0)
+    backoff_max_seconds: float = Field(default=6 * 3600.0, gt=0)
+    # Participants' addresses when the participant component runs in another process.
+    participant_url: str | None = None
+
+
 class Settings(BaseSettings):
     """The whole configuration; each component reads only its own part."""
 
@@ -120,6 +148,7 @@ class Settings(BaseSettings):
     organizer: OrganizerSettings = Field(default_factory=OrganizerSettings)
     participant: ParticipantSettings = Field(default_factory=ParticipantSettings)
     messenger: MessengerSettings = Field(default_factory=MessengerSettings)
+    mailer: MailerSettings = Field(default_factory=MailerSettings)
 
     @model_validator(mode="after")
     def _fill_database_urls(self) -> Settings:
@@ -131,6 +160,8 @@ class Settings(BaseSettings):
             self.participant.database_url = self.core.sqlite_url("participant")
         if self.messenger.database_url is None:
             self.messenger.database_url = self.core.sqlite_url("messenger")
+        if self.mailer.database_url is None:
+            self.mailer.database_url = self.core.sqlite_url("mailer")
         if self.organizer.database_url == self.participant.database_url:
             raise ValueError("organizer and participant data must not share a database")
         return self
@@ -149,6 +180,11 @@ class Settings(BaseSettings):
     def messenger_db(self) -> str:
         assert self.messenger.database_url is not None
         return self.messenger.database_url
+
+    @property
+    def mailer_db(self) -> str:
+        assert self.mailer.database_url is not None
+        return self.mailer.database_url
 
     @property
     def participant_db(self) -> str:

@@ -9,12 +9,12 @@ from fastapi import APIRouter
 
 from aidpost.core.bus import Subscription
 from aidpost.core.component import database_check
+from aidpost.core.directory import Directory, HttpDirectory, LocalDirectory
 from aidpost.core.http import Check
 from aidpost.core.migrate import upgrade
 from aidpost.core.outbox import OutboxRelay
 from aidpost.core.shards import ShardedConsumer
 from aidpost.messenger.api import router
-from aidpost.messenger.directory import Directory, HttpDirectory, LocalDirectory
 from aidpost.messenger.gateway import Gateway
 from aidpost.messenger.models import outbox
 from aidpost.messenger.service import (

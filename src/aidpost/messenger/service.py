@@ -27,11 +27,11 @@ from aidpost.core import outbox as outbox_mod
 from aidpost.core.bus import Event as BusEvent
 from aidpost.core.clock import Clock
 from aidpost.core.db import Database
+from aidpost.core.directory import Directory
 from aidpost.core.hub import Hub
 from aidpost.core.outbox import first_time
 from aidpost.core.validation import parse_datetime
 from aidpost.messenger import views
-from aidpost.messenger.directory import Directory
 from aidpost.messenger.models import Agency, Chat, Message, QueueEntry, Staff, inbox, outbox
 
 log = logging.getLogger("aidpost.messenger")

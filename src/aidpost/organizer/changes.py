@@ -41,9 +41,13 @@ class Changes:
                 agencyId=self.actor.agencyId if self.actor else None,
             )
         )
+        await self.announce(kind, entity, value)
+
+    async def announce(self, kind: str, entity: Any, value: dict[str, Any] | None) -> None:
+        """The bus event alone (a change no person made, e.g. the superadmin from settings)."""
         name = PUBLISHED.get(type(entity))
         if name is not None:
-            data = {"id": entity.id, name: value, "deleted": value is None}
+            data = {"id": entity.id, name: value, "deleted": value is None, "change": kind}
             await outbox_mod.publish(
                 self.session, outbox, CHANGES_STREAM, BusEvent(f"organizer.{name}.changed.v1", data)
             )

@@ -158,6 +158,8 @@ class OrganizerService:
             session.add(user)
             await session.flush()
             await credentials.create(session, user.id, email, await self.passwords.hash(password))
+            # Other components (the mailer's platform administrators) learn of it too.
+            await Changes(session, None, self.clock).announce("insert", user, views.of(user))
 
     async def note_sign_out(self, event_id: str, user_id: int, when: dt.datetime) -> None:
         """Keep ``timeSignOut`` (shown in user views) in step with auth's revocations."""

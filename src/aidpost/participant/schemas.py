@@ -90,6 +90,30 @@ class SignIn(Body):
         return self
 
 
+class PasswordResetRequest(Body):
+    email: Any = None
+
+    @model_validator(mode="after")
+    def _check(self) -> PasswordResetRequest:
+        self.email = _email(self.email)
+        return self
+
+
+class PasswordTokenUse(Body):
+    token: Any = None
+    password: Any = None
+    confirmPassword: Any = None
+
+    @model_validator(mode="after")
+    def _check(self) -> PasswordTokenUse:
+        if not isinstance(self.token, str) or not 0 < len(self.token) <= 200:
+            raise ValueError("invalid token")
+        self.password = _password(self.password, "password")
+        if self.password != self.confirmPassword:
+            raise ValueError("confirmPassword must match password")
+        return self
+
+
 class ChangePassword(Body):
     oldPassword: Any = None
     newPassword: Any = None
