@@ -98,11 +98,13 @@ def create_app(
 def _connect_in_process(parts: Sequence[Component]) -> None:
     """Components that run in the same process may call each other's services directly."""
     by_name = {part.name: part for part in parts}
-    participant = by_name.get("participant")
-    for name in ("messenger", "mailer"):
-        other = by_name.get(name)
+    participant, messenger = by_name.get("participant"), by_name.get("messenger")
+    mailer = by_name.get("mailer")
+    for other in (messenger, mailer):
         if other is not None and participant is not None:
             other.participants = participant.service  # type: ignore[attr-defined]
+    if mailer is not None and messenger is not None:
+        mailer.messenger = messenger.service  # type: ignore[attr-defined]
 
 
 def configure_logging(settings: Settings) -> None:

@@ -134,6 +134,8 @@ class Cluster:
         if participant is not None:
             base["AIDPOST_MESSENGER_PARTICIPANT_URL"] = participant.url
             base["AIDPOST_MAILER_PARTICIPANT_URL"] = participant.url
+        if self.lb_port:  # the gateways serve the messenger's HTTP routes, behind HAProxy
+            base["AIDPOST_MAILER_MESSENGER_URL"] = self.url
         process = Process(name, component, free_port(), {**base, **env})
         self.processes.append(process)
         self._spawn(process)
@@ -148,15 +150,15 @@ class Cluster:
 
     def start(self) -> Cluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.lb_port = free_port()
         self.add("auth", "auth")
         self.add("organizer", "organizer")
         self.add("participant", "participant")
-        self.add("mailer", "mailer")
         for i in range(self.consumers):
             self.add(f"consumer{i + 1}", "messenger", AIDPOST_MESSENGER_ROLES="consumer")
         for i in range(self.gateways):
             self.add(f"gateway{i + 1}", "messenger", AIDPOST_MESSENGER_ROLES="gateway")
-        self.lb_port = free_port()
+        self.add("mailer", "mailer")
         self.write_haproxy_config()
         self._wait_lb()
         return self

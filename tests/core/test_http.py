@@ -143,6 +143,10 @@ async def test_rate_limit_per_address(databases: Databases, tmp_path: Path) -> N
         ({}, "AIDPOST_AUTH_SUPERADMIN_PASSWORD is missing or a placeholder"),
         ({"AIDPOST_AUTH_SUPERADMIN_PASSWORD": "changethis"}, "AIDPOST_AUTH_SUPERADMIN_PASSWORD"),
         ({"AIDPOST_ORGANIZER_API_KEY": "short"}, "AIDPOST_ORGANIZER_API_KEY must be at least 16"),
+        (
+            {"AIDPOST_MESSENGER_API_KEY": "dev-api-key-not-for-production"},
+            "AIDPOST_MESSENGER_API_KEY is missing or a placeholder",
+        ),
         ({"AIDPOST_CORS_ORIGINS": '["*"]'}, "AIDPOST_CORS_ORIGINS"),
     ],
 )
@@ -154,6 +158,7 @@ def test_production_refuses_weak_secrets(
         "AIDPOST_AUTH_SUPERADMIN_PASSWORD": "x7-Strong-Superadmin-Secret",
         "AIDPOST_ORGANIZER_API_KEY": "k" * 32,
         "AIDPOST_PARTICIPANT_API_KEY": "p" * 32,
+        "AIDPOST_MESSENGER_API_KEY": "m" * 32,
         "AIDPOST_CORS_ORIGINS": '["https://organizer.example"]',
     }
     for key, value in {**strong, **env}.items():
@@ -169,6 +174,7 @@ def test_production_accepts_strong_secrets(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("AIDPOST_AUTH_SUPERADMIN_PASSWORD", "x7-Strong-Superadmin-Secret")
     monkeypatch.setenv("AIDPOST_ORGANIZER_API_KEY", "k" * 32)
     monkeypatch.setenv("AIDPOST_PARTICIPANT_API_KEY", "p" * 32)
+    monkeypatch.setenv("AIDPOST_MESSENGER_API_KEY", "m" * 32)
     monkeypatch.setenv("AIDPOST_CORS_ORIGINS", '["https://organizer.example"]')
     Settings().check_production()
 

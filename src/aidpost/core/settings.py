@@ -92,6 +92,8 @@ class MessengerSettings(BaseSettings):
     # in another process (``GET /participant-api/users`` with the participant API key).
     participant_url: str | None = None
     consumer_batch: int = 200
+    # Key of the internal transcript API (the mailer sends chat transcripts).
+    api_key: str = DEV_API_KEY
     # Commands go to this many shard streams by chat; each shard is handled by one consumer
     # at a time, so a chat's commands are handled in the order they were sent. Gateways and
     # consumers must agree; change it only with the command streams drained.
@@ -136,6 +138,9 @@ class MailerSettings(BaseSettings):
     backoff_max_seconds: float = Field(default=6 * 3600.0, gt=0)
     # Participants' addresses when the participant component runs in another process.
     participant_url: str | None = None
+    # Chat transcripts when the messenger runs in another process (its API key:
+    # AIDPOST_MESSENGER_API_KEY).
+    messenger_url: str | None = None
 
 
 class Settings(BaseSettings):
@@ -200,6 +205,7 @@ class Settings(BaseSettings):
             "AIDPOST_AUTH_SUPERADMIN_PASSWORD": self.auth.superadmin_password,
             "AIDPOST_ORGANIZER_API_KEY": self.organizer.api_key,
             "AIDPOST_PARTICIPANT_API_KEY": self.participant.api_key,
+            "AIDPOST_MESSENGER_API_KEY": self.messenger.api_key,
         }
         for name, value in secrets.items():
             if value.strip().lower() in PLACEHOLDERS or value in {

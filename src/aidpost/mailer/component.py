@@ -17,7 +17,10 @@ from aidpost.core.directory import (
     Directory,
     DirectoryUnavailable,
     HttpDirectory,
+    HttpTranscripts,
     LocalDirectory,
+    LocalTranscripts,
+    Transcripts,
 )
 from aidpost.core.http import Check
 from aidpost.core.migrate import upgrade
@@ -63,7 +66,14 @@ class MailerComponent:
             verify_tls=m.smtp_verify_tls,
         )
         self.service = MailerService(
-            self.db, rt.clock, jobs, transport, self._directory(), m, worker_id=rt.instance
+            self.db,
+            rt.clock,
+            jobs,
+            transport,
+            self._directory(),
+            m,
+            worker_id=rt.instance,
+            transcripts=self._transcripts(),
         )
         # The organizer's changes always: recipients and "before" values come from them.
         streams = {"organizer.changes"} | {stream_of(t) for t in self.service.streams()}
@@ -90,6 +100,23 @@ class MailerComponent:
             return found
 
         return LocalDirectory(lookup)
+
+    def _transcripts(self) -> Transcripts:
+        s = self.rt.settings
+        if s.mailer.messenger_url:
+            return HttpTranscripts(s.mailer.messenger_url, s.messenger.api_key)
+        component = self
+
+        async def lookup(chat_id: str) -> dict[str, Any] | None:
+            service = getattr(component, "messenger", None)
+            if service is None:
+                raise DirectoryUnavailable(
+                    "the messenger is in another process: set AIDPOST_MAILER_MESSENGER_URL"
+                )
+            found: dict[str, Any] | None = await service.transcript(chat_id)
+            return found
+
+        return LocalTranscripts(lookup)
 
     def routers(self) -> Sequence[APIRouter]:
         return (router,)

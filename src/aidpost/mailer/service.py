@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from aidpost.core.bus import Event as BusEvent
 from aidpost.core.clock import Clock
 from aidpost.core.db import Database
-from aidpost.core.directory import Directory, DirectoryUnavailable
+from aidpost.core.directory import Directory, DirectoryUnavailable, Transcripts
 from aidpost.core.errors import BadRequest, NotFound
 from aidpost.core.outbox import first_time
 from aidpost.core.settings import MailerSettings
@@ -88,11 +88,13 @@ class MailerService:
         *,
         worker_id: str | None = None,
         rng: Callable[[], float] = random.random,
+        transcripts: Transcripts | None = None,
     ) -> None:
         self.db, self.clock, self.jobs = db, clock, jobs
         self.transport, self.directory, self.settings = transport, directory, settings
         self.worker_id = worker_id or uuid.uuid4().hex[:12]
         self.rng = rng
+        self.transcripts = transcripts
         self.sender = _address(settings.from_address)
         self._by_event: dict[str, list[Job]] = {}
         self._cancelled_by: dict[str, list[Job]] = {}
@@ -435,6 +437,12 @@ class MailerService:
                 elif kind == "person":
                     person = await session.get(Person, int(ident))
                     out[name] = None if person is None else _person(person)
+                elif kind == "transcript":
+                    if self.transcripts is None:
+                        raise Undeliverable("no transcript source is configured")
+                    out[name] = await self.transcripts.transcript(str(ident))
+                    if out[name] is None:
+                        raise Undeliverable(f"chat {ident} has no transcript (not ended?)")
                 else:
                     users = await self.directory.users([int(ident)])
                     out[name] = users.get(int(ident))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, WebSocket
@@ -82,3 +83,24 @@ async def participant_chat_messages(chatId: str, request: Request, svc: Svc) -> 
     if chat is None:
         raise BadRequest("chat not found")
     return await svc.history(chat.id)
+
+
+async def _api_key(request: Request) -> None:
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    expected: str = request.app.state.runtime.settings.messenger.api_key
+    if scheme != "Bearer" or not hmac.compare_digest(key.encode(), expected.encode()):
+        raise Unauthorized("invalid api key")
+
+
+@router.get(
+    "/internal/chats/{chatId}/transcript",
+    operation_id="chatTranscript",
+    tags=["internal"],
+    dependencies=[Depends(_api_key)],
+)
+async def chat_transcript(chatId: str, svc: Svc) -> Json:
+    """An ended chat and its messages, for the mailer (``Bearer <AIDPOST_MESSENGER_API_KEY>``)."""
+    transcript = await svc.transcript(chatId)
+    if transcript is None:
+        raise BadRequest("chat not found")
+    return transcript

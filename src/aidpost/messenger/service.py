@@ -308,7 +308,7 @@ class MessengerService:
                     out.to_users(chat, views.frame("user_message", views.message(first)), 1)
         elif command.get("action") == "close_chat":
             payload = command.get("payload") or {}
-            chat = await session.get(Chat, str(payload.get("chatId"))[:32])
+            chat = await _get_chat(session, str(payload.get("chatId")))
             if chat is not None and chat.ended:
                 out.to_users(chat, views.frame("closed_chat", {"chatId": chat.id}), closed=True)
 
@@ -565,7 +565,7 @@ class MessengerService:
     async def chat_of(self, realm: str, user_id: int, chat_id: str) -> Chat | None:
         """A chat of this user, open or ended."""
         async with self.db.session() as session:
-            chat = await session.get(Chat, chat_id[:32])
+            chat = await _get_chat(session, chat_id)
         if chat is None:
             return None
         member = chat.organizerId if realm == "organizer" else chat.participantId
@@ -573,7 +573,7 @@ class MessengerService:
 
     async def open_chat_of(self, realm: str, user_id: int, chat_id: str) -> Chat | None:
         async with self.db.session() as session:
-            chat = await session.get(Chat, chat_id[:32])
+            chat = await _get_chat(session, chat_id)
         column = (
             chat.organizerId
             if chat and realm == "organizer"
@@ -609,11 +609,19 @@ class MessengerService:
         users = await self.directory.users([c.participantId for c in rows])
         return [views.chat(c, views.participant_details(users.get(c.participantId))) for c in rows]
 
+    async def transcript(self, chat_id: str) -> dict[str, Any] | None:
+        """An ended chat with its messages (oldest first), or None."""
+        async with self.db.session() as session:
+            chat = await _get_chat(session, chat_id)
+        if chat is None or not chat.ended:
+            return None
+        return {"chat": views.chat(chat), "messages": await self.history(chat.id)}
+
     async def archived_chat(
         self, chat_id: str, *, agency_id: int | None = None, participant_id: int | None = None
     ) -> Chat | None:
         async with self.db.session() as session:
-            chat = await session.get(Chat, chat_id[:32])
+            chat = await _get_chat(session, chat_id)
         if chat is None or not chat.ended:
             return None
         if agency_id is not None and chat.agencyId != agency_id:
@@ -621,6 +629,14 @@ class MessengerService:
         if participant_id is not None and chat.participantId != participant_id:
             return None
         return chat
+
+
+async def _get_chat(session: AsyncSession, chat_id: str) -> Chat | None:
+    """The chat with this id; None for an id no chat can have (too long, or text no
+    database can compare: NUL, lone surrogates)."""
+    if len(chat_id) > 32 or not chat_id.isascii() or "\x00" in chat_id:
+        return None
+    return await session.get(Chat, chat_id)
 
 
 def _is_coordinate(value: Any, limit: float) -> bool:

@@ -104,6 +104,7 @@ class HelpService:
             "claimedAt": iso(req.claimedAt),
             "endedAt": iso(req.endedAt),
             "chatId": req.chatId,
+            "sendTranscript": bool(req.sendTranscript),
             "position": position,
             "estimatedWaitSeconds": await self._estimate(session, req, position),
         }
@@ -136,6 +137,7 @@ class HelpService:
                     lng=body.lng,
                     status=WAITING,
                     requestedAt=now,
+                    sendTranscript=body.sendTranscript,
                 )
                 session.add(req)
                 await session.flush()
@@ -216,6 +218,24 @@ class HelpService:
         was_waiting = req.status == WAITING
         req.status, req.endedAt = status, self.clock.now()
         await session.execute(delete(HelpLock).where(HelpLock.requestId == req.id))
+        if status == CLOSED and req.chatId:
+            # The request's chat is over (the mailer may send the transcript).
+            await outbox_mod.publish(
+                session,
+                outbox,
+                HELP_STREAM,
+                BusEvent(
+                    "help.closed.v1",
+                    {
+                        "requestId": req.id,
+                        "chatId": req.chatId,
+                        "participantId": req.participantId,
+                        "agencyId": req.agencyId,
+                        "eventId": req.eventId,
+                        "sendTranscript": bool(req.sendTranscript),
+                    },
+                ),
+            )
         if was_waiting:
             # The messenger must drop it from the queue.
             await outbox_mod.publish(

@@ -91,6 +91,10 @@ class HelpRequest(Base):
     claimedAt: Mapped[dt.datetime | None] = mapped_column("claimed_at", UTCDateTime())
     endedAt: Mapped[dt.datetime | None] = mapped_column("ended_at", UTCDateTime())
     chatId: Mapped[str | None] = mapped_column("chat_id", String(64))
+    # The participant asked for the conversation by email once the chat ends.
+    sendTranscript: Mapped[bool] = mapped_column(
+        "send_transcript", Boolean, default=False, server_default="0"
+    )
 
 
 class HelpLock(Base):

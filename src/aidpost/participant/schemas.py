@@ -201,13 +201,15 @@ class EventRef(Body):
 
 
 class CreateHelpRequest(Body):
-    """ESME's ``{eventId, description, lat?, lng?}`` plus aidpost's ``problemType``."""
+    """ESME's ``{eventId, description, lat?, lng?}`` plus aidpost's ``problemType`` and
+    ``sendTranscript`` (email me the conversation when it ends)."""
 
     eventId: Any = None
     description: Any = None
     problemType: Any = None
     lat: Any = None
     lng: Any = None
+    sendTranscript: Any = None
 
     @model_validator(mode="after")
     def _check(self) -> CreateHelpRequest:
@@ -223,6 +225,10 @@ class CreateHelpRequest(Body):
             raise ValueError("lat and lng must be given together")
         if not self.description.strip() and self.problemType == "other":
             raise ValueError("description must not be empty when problemType is other")
+        if self.sendTranscript is None:
+            self.sendTranscript = False
+        if not isinstance(self.sendTranscript, bool):
+            raise ValueError("sendTranscript must be a boolean")
         return self
 
 
