@@ -175,3 +175,33 @@ async def test_jobs_are_listed(api: Api) -> None:
     admin = await admin_token(api)
     jobs = {j["name"]: j for j in (await mailer(api, "GET", "/jobs", admin)).json()}
     assert jobs["help-request-waiting"]["cancelledBy"] == ["chat.started.v1", "help.cancelled.v1"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("GET", "/emails?job=a%00b", None, 400),
+        ("GET", "/emails?recipient=%00", None, 400),
+        ("GET", "/emails?recipient=%ED%A0%80", None, 200),  # invalid UTF-8 decodes to U+FFFD
+        ("GET", "/emails/%00", None, 404),
+        ("GET", "/emails/%C5%BC", None, 404),
+        ("POST", "/emails/%00/cancel", None, 404),
+        ("POST", "/emails/%00/resend", None, 404),
+        ("POST", "/emails/%00/reschedule", {"sendAt": "2026-01-01T00:00:00Z"}, 404),
+        ("GET", "/templates/%00", None, 404),
+        ("PUT", "/templates/%00", {"subject": "s", "text": "t"}, 404),
+        ("PUT", "/templates/agency-approved", {"subject": "s\u0000", "text": "t"}, 400),
+        ("PUT", "/templates/agency-approved", '{"subject": "s", "text": "\\ud800"}', 400),
+    ],
+)
+async def test_text_no_database_can_hold_is_refused(
+    api: Api, method: str, path: str, body: Any, status: int
+) -> None:
+    admin = await admin_token(api)
+    if isinstance(body, str):  # raw JSON text (a lone surrogate escape cannot be encoded)
+        kw: dict[str, Any] = {"content": body, "headers": {"Authorization": f"Bearer {admin}",
+                              "Content-Type": "application/json"}}  # fmt: skip
+        r = await api.client.request(method, "/mailer-api" + path, **kw)
+    else:
+        r = await mailer(api, method, path, admin, **({"json": body} if body else {}))
+    assert r.status_code == status, r.text

@@ -31,6 +31,26 @@ async def _admin(request: Request, principal: OrganizerPrincipal) -> tuple[Maile
 Admin = Annotated[tuple[MailerService, str], Depends(_admin)]
 
 
+def _text(value: str | None, name: str) -> str | None:
+    """Text any database can compare and store (no NUL, no lone surrogates), else 400."""
+    if value is None:
+        return None
+    if "\x00" in value:
+        raise BadRequest(f"{name} must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(f"{name} must be valid Unicode text") from None
+    return value
+
+
+def _key(value: str) -> str:
+    """An email id or template name as stored (ASCII, no NUL); anything else finds nothing."""
+    if not value.isascii() or "\x00" in value or len(value) > 100:
+        return "-"
+    return value
+
+
 def _email(e: ScheduledEmail) -> Json:
     return {
         "id": e.id,
@@ -88,6 +108,7 @@ async def list_emails(
     if state is not None and state not in STATES:
         raise BadRequest(f"state must be one of: {', '.join(STATES)}")
     svc, _actor = admin
+    job, recipient = _text(job, "job"), _text(recipient, "recipient")
     total, rows = await svc.emails(Filters(state, job, recipient, limit, offset))
     return {"total": total, "emails": [_email(e) for e in rows]}
 
@@ -95,14 +116,14 @@ async def list_emails(
 @router.get("/emails/{email_id}", operation_id="getEmail")
 async def get_email(admin: Admin, email_id: str) -> Json:
     svc, _actor = admin
-    email, logs = await svc.email(email_id)
+    email, logs = await svc.email(_key(email_id))
     return {**_email(email), "log": [_log(entry) for entry in logs]}
 
 
 @router.post("/emails/{email_id}/cancel", operation_id="cancelEmail")
 async def cancel_email(admin: Admin, email_id: str) -> Json:
     svc, actor = admin
-    return _email(await svc.cancel(email_id, actor))
+    return _email(await svc.cancel(_key(email_id), actor))
 
 
 class RescheduleBody(BaseModel):
@@ -117,13 +138,13 @@ async def reschedule_email(admin: Admin, email_id: str, body: RescheduleBody) ->
     except ValueError:
         raise BadRequest("sendAt must be an ISO 8601 date and time") from None
     svc, actor = admin
-    return _email(await svc.reschedule(email_id, when, actor))
+    return _email(await svc.reschedule(_key(email_id), when, actor))
 
 
 @router.post("/emails/{email_id}/resend", operation_id="resendEmail")
 async def resend_email(admin: Admin, email_id: str) -> Json:
     svc, actor = admin
-    return _email(await svc.resend(email_id, actor))
+    return _email(await svc.resend(_key(email_id), actor))
 
 
 @router.get("/templates", operation_id="listTemplates")
@@ -135,7 +156,7 @@ async def list_templates(admin: Admin) -> list[Json]:
 @router.get("/templates/{name}", operation_id="getTemplate")
 async def get_template(admin: Admin, name: str) -> Json:
     svc, _actor = admin
-    return _template(await svc.template(name))
+    return _template(await svc.template(_key(name)))
 
 
 class TemplateBody(BaseModel):
@@ -150,7 +171,10 @@ async def save_template(admin: Admin, name: str, body: TemplateBody) -> Json:
     """Edit a template (takes effect for the next email sent; a deploy keeps the edit)."""
     svc, actor = admin
     try:
-        saved = await svc.save_template(name, Parts(body.subject, body.text, body.html), actor)
+        parts = Parts(body.subject, body.text, body.html)
+        for part, value in (("subject", body.subject), ("text", body.text), ("html", body.html)):
+            _text(value, part)
+        saved = await svc.save_template(_key(name), parts, actor)
     except TemplateProblem as exc:
         raise BadRequest(f"template refused: {exc}") from None
     return _template(saved)
