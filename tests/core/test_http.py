@@ -28,6 +28,7 @@ async def test_status_reports_every_check(api: Api) -> None:
         "organizer_db",
         "participant_db",
         "messenger_db",
+        "mailer_db",
     }
     assert all(c["ok"] for c in body["checks"].values())
 
