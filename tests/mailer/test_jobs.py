@@ -32,6 +32,9 @@ def test_shipped_jobs_are_valid_and_name_their_templates() -> None:
         "agency-blocked",
         "event-starting-soon",
         "help-request-waiting",
+        "password-reset",
+        "staff-account-created",
+        "chat-transcript",
     }
     assert loaded["help-request-waiting"].offset == dt.timedelta(minutes=5)
 
