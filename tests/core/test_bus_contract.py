@@ -7,37 +7,13 @@ and deletes its keys afterwards. Idle-time behaviour is shown with real, short s
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
-
-import pytest
 
 from aidpost.core.bus import Delivery, Event, MemoryBus, RedisBus, Subscription
-from tests.conftest import REDIS_URL, require
 
 AnyBus = MemoryBus | RedisBus
 
 IDLE_MS = 100
 PAST_IDLE = 0.15  # seconds to sleep so that IDLE_MS has surely passed
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-async def bus(request: pytest.FixtureRequest) -> AsyncIterator[AnyBus]:
-    if request.param == "memory":
-        memory = MemoryBus()
-        yield memory
-        await memory.close()
-        return
-    require("redis")
-    prefix = f"aidpost-test:{uuid.uuid4().hex}:"
-    redis_bus = RedisBus(REDIS_URL, prefix=prefix)
-    try:
-        yield redis_bus
-    finally:
-        keys = [key async for key in redis_bus._redis.scan_iter(match=prefix + "*")]
-        if keys:
-            await redis_bus._redis.delete(*keys)
-        await redis_bus.close()
 
 
 async def pending(bus: AnyBus, stream: str, group: str) -> int:

@@ -5,36 +5,16 @@ in-process bus and on Redis."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
 
 import pytest
 
 from aidpost.core.bus import Event, MemoryBus, RedisBus
 from aidpost.core.shards import ShardedConsumer, shard_of, shard_stream
-from tests.conftest import REDIS_URL, require
 
 AnyBus = MemoryBus | RedisBus
 LEASE_MS = 600
 SHARDS = 8
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-async def bus(request: pytest.FixtureRequest) -> AsyncIterator[AnyBus]:
-    if request.param == "memory":
-        yield MemoryBus()
-        return
-    require("redis")
-    prefix = f"aidpost-test:{uuid.uuid4().hex}:"
-    redis_bus = RedisBus(REDIS_URL, prefix=prefix)
-    try:
-        yield redis_bus
-    finally:
-        keys = [key async for key in redis_bus._redis.scan_iter(match=prefix + "*")]
-        if keys:
-            await redis_bus._redis.delete(*keys)
-        await redis_bus.close()
 
 
 class Recorder:

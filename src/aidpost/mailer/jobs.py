@@ -50,23 +50,24 @@ def duration(text: str) -> dt.timedelta:
 _MISSING = object()
 
 
-def lookup(root: Mapping[str, Any], path: str) -> Any:
-    """The value at a dotted path, or None where the path leads nowhere."""
+def _walk(root: Mapping[str, Any], path: str) -> Any:
     value: Any = root
     for part in path.split("."):
         if not isinstance(value, Mapping) or part not in value:
-            return None
+            return _MISSING
         value = value[part]
     return value
 
 
+def lookup(root: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path, or None where the path leads nowhere."""
+    value = _walk(root, path)
+    return None if value is _MISSING else value
+
+
 def _exists(root: Mapping[str, Any], path: str) -> bool:
-    value: Any = root
-    for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return False
-        value = value[part]
-    return value is not None
+    value = _walk(root, path)
+    return value is not _MISSING and value is not None
 
 
 def holds(conditions: Iterable[Mapping[str, Any]], root: Mapping[str, Any]) -> bool:
