@@ -408,6 +408,9 @@ async def test_every_organizer_route_is_in_the_matrix(app: Any) -> None:
     elsewhere = {
         ("POST", "/organizer-api/auth/sign-in"),
         ("POST", "/organizer-api/auth/sign-out"),
+        # public; tests/auth/test_password_links.py
+        ("POST", "/organizer-api/auth/password-reset"),
+        ("POST", "/organizer-api/auth/password-reset/confirm"),
         ("PATCH", "/organizer-api/profile/change-password"),
         ("DELETE", "/organizer-api/agency"),
         ("GET", "/organizer-api/api/events"),

@@ -292,6 +292,25 @@ ROUTES: tuple[BodyRoute, ...] = (
         minimums={"password": 16},
     ),
     BodyRoute(
+        "POST",
+        "/auth/password-reset",
+        None,
+        lambda c: {"email": "nobody-at-all@example.com"},
+        {"email": EMAIL},
+        limits={"email": 320},
+    ),
+    BodyRoute(
+        "POST",
+        "/auth/password-reset/confirm",
+        None,
+        # well-formed, refused by the service (no such token), not by validation
+        lambda c: {"token": "no-such-token", "password": NEW, "confirmPassword": NEW},
+        {"token": TEXT, "password": PASSWORD_FIELD, "confirmPassword": (12345, ["x"])},
+        limits={"token": 200, "password": 128},
+        minimums={"password": 16},
+        paired={"password": "confirmPassword"},
+    ),
+    BodyRoute(
         "PATCH",
         "/profile",
         "owner",
