@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -77,6 +78,7 @@ class Run:
     sent: Counter[int] = field(default_factory=Counter)  # second -> messages sent
     delivered: Counter[int] = field(default_factory=Counter)  # second -> reached staff
     latencies: list[float] = field(default_factory=list)
+    staff_frames: Counter[str] = field(default_factory=Counter)  # other frames staff got
     stop_reason: str = ""
     done: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -121,6 +123,8 @@ async def staff_member(base: str, token: str, sci: float, run: Run) -> None:
         async for raw in ws:
             received = time.time_ns()
             if '"user_message"' not in raw:
+                kind = raw[9:40].split('"')[0]
+                run.staff_frames[kind] += 1
                 continue
             frame = json.loads(raw)
             payload = frame.get("payload") or {}
@@ -277,6 +281,7 @@ async def scenario(base: str, args: argparse.Namespace, server: Server | None) -
         "latency_ms_p50": round(percentile(ordered, 0.50), 1),
         "latency_ms_p99": round(percentile(ordered, 0.99), 1),
         "latency_ms_max": round(ordered[-1], 1) if ordered else math.nan,
+        "staff_other_frames": dict(run.staff_frames),
         "server_cpu_share": round(server_cpu, 2),
         "client_cpu_share": round(client_cpu, 2),
     }
@@ -307,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                 "AIDPOST_MESSENGER_ACTIONS_BURST": "100000",
                 "AIDPOST_LOG_LEVEL": "WARNING",
                 "AIDPOST_MAILER_TRANSPORT_URL": "memory:",
+                **({"PYTHONASYNCIODEBUG": "1"} if os.environ.get("BENCH_ASYNCIO_DEBUG") else {}),
             }
             server = Server(free_port(), workdir, env)
             server.start()
@@ -325,6 +331,15 @@ def main(argv: list[str] | None = None) -> int:
                 int(server.proc_status().get("VmHWM", "0 kB").split()[0]) / 1024, 1
             )
         print(json.dumps(result, indent=2))
+        if server is not None:
+            problems = [
+                line
+                for line in server.log_path.read_text(errors="replace").splitlines()
+                if "\"level\": \"error\"" in line or "\"level\": \"warning\"" in line
+            ]
+            log(f"server log: {len(problems)} warnings and errors; the last ones:")
+            for line in problems[-8:]:
+                log(line[:600] + " ... " + line[-1500:])
         return 0
     finally:
         if server is not None:

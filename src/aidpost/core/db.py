@@ -6,6 +6,7 @@ embedded mode behaves like the production one where it matters (cascades, concur
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -73,6 +74,11 @@ class Database:
         self.url = url
         self.engine = create_engine(url)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite lets one writer in at a time and makes the others poll for the lock, which
+        # is unfair: a busy writer (the messenger's consumer) can starve another (its queue)
+        # for seconds. Writers of this process queue here instead, first come first served.
+        # (Processes sharing one SQLite file still meet at SQLite's lock.)
+        self._writers: asyncio.Lock | None = asyncio.Lock() if is_sqlite(url) else None
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -81,8 +87,15 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session whose work commits on success and rolls back on any error."""
-        async with self.sessionmaker() as session, session.begin():
+        """A session whose work commits on success and rolls back on any error.
+
+        On SQLite, one transaction of this process at a time (never open one inside
+        another on the same database: it would wait for itself)."""
+        if self._writers is None:
+            async with self.sessionmaker() as session, session.begin():
+                yield session
+            return
+        async with self._writers, self.sessionmaker() as session, session.begin():
             yield session
 
     async def dispose(self) -> None:

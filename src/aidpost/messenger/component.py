@@ -52,7 +52,13 @@ class MessengerComponent:
             Subscription(
                 rt.bus, ORGANIZER_STREAM, "messenger-read-model", self.service.on_organizer_change
             ),
-            Subscription(rt.bus, HELP_STREAM, "messenger-queue", self.service.on_help_event),
+            Subscription(
+                rt.bus,
+                HELP_STREAM,
+                "messenger-queue",
+                self.service.on_help_event,
+                batch_handler=self.service.on_help_events,
+            ),
         ]
         self.commands = ShardedConsumer(
             rt.bus,

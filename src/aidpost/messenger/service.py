@@ -144,41 +144,68 @@ class MessengerService:
                     )
 
     async def on_help_event(self, event: BusEvent) -> None:
-        """``help.requested.v1`` joins the agency's queue; ``help.cancelled.v1`` leaves it."""
-        data = event.data
-        agency_id = int(data["agencyId"])
+        await self.on_help_events([event])
+
+    async def on_help_events(self, events: Sequence[BusEvent]) -> None:
+        """``help.requested.v1`` joins the agency's queue; ``help.cancelled.v1`` leaves it.
+
+        One transaction for a whole read of events (a queue that grows by many requests a
+        second must not wait for the database once per request), then one publish of the
+        new queue counts per agency touched. A batch the database refuses is retried one
+        event at a time, so one bad event cannot hold the others back."""
+        try:
+            await self._help_batch(events)
+        except (OperationalError, InterfaceError):
+            raise  # the database is away: the read stays pending and is retried
+        except Exception:
+            if len(events) == 1:
+                log.exception("help event refused", extra={"event": events[0].id})
+                return
+            for event in events:
+                await self.on_help_events([event])
+
+    async def _help_batch(self, events: Sequence[BusEvent]) -> None:
+        touched: set[int] = set()
         async with self.db.transaction() as session:
-            if not await first_time(session, inbox, event.id):
-                return
-            if event.type == "help.requested.v1":
-                if await session.get(QueueEntry, int(data["requestId"])) is None:
-                    session.add(
-                        QueueEntry(
-                            requestId=int(data["requestId"]),
-                            agencyId=agency_id,
-                            eventId=int(data["eventId"]),
-                            participantId=int(data["participantId"]),
-                            problemType=str(data.get("problemType") or "other"),
-                            description=str(data.get("description") or ""),
-                            lat=data.get("lat"),
-                            lng=data.get("lng"),
-                            requestedAt=parse_datetime(data["requestedAt"]),
-                            status="waiting",
+            for event in events:
+                if event.type not in ("help.requested.v1", "help.cancelled.v1"):
+                    continue
+                if not await first_time(session, inbox, event.id):
+                    continue
+                data = event.data
+                agency_id = int(data["agencyId"])
+                touched.add(agency_id)
+                if event.type == "help.requested.v1":
+                    if await session.get(QueueEntry, int(data["requestId"])) is None:
+                        session.add(
+                            QueueEntry(
+                                requestId=int(data["requestId"]),
+                                agencyId=agency_id,
+                                eventId=int(data["eventId"]),
+                                participantId=int(data["participantId"]),
+                                problemType=str(data.get("problemType") or "other"),
+                                description=str(data.get("description") or ""),
+                                lat=data.get("lat"),
+                                lng=data.get("lng"),
+                                requestedAt=parse_datetime(data["requestedAt"]),
+                                status="waiting",
+                            )
                         )
+                        await session.flush()
+                else:
+                    await session.execute(
+                        update(QueueEntry)
+                        .where(
+                            QueueEntry.requestId == int(data["requestId"]),
+                            QueueEntry.status == "waiting",
+                        )
+                        .values(status="cancelled")
                     )
-            elif event.type == "help.cancelled.v1":
-                await session.execute(
-                    update(QueueEntry)
-                    .where(
-                        QueueEntry.requestId == int(data["requestId"]),
-                        QueueEntry.status == "waiting",
-                    )
-                    .values(status="cancelled")
-                )
-            else:
-                return
-            queue = await self._queue(session, agency_id)
-        await self.hub.publish(self._queue_frames(agency_id, queue))
+            queues = {a: await self._queue(session, a) for a in sorted(touched)}
+        frames: list[tuple[str, bytes]] = []
+        for agency_id, queue in queues.items():
+            frames.extend(self._queue_frames(agency_id, queue))
+        await self.hub.publish(frames)
 
     async def _queue(self, session: AsyncSession, agency_id: int) -> list[tuple[int, int]]:
         """The agency's waiting requests in the order they will be taken:
@@ -275,11 +302,12 @@ class MessengerService:
             }
             chats = await self._lock_chats(session, chat_ids)
             messages: list[Message] = []
+            stored = await self._stored_sends(session, fresh)
             for event in fresh:
                 command = {**event.data, "id": event.id}
                 action = command.get("action")
                 if action == "send_message":
-                    await self._send(session, command, chats, messages, out)
+                    await self._send(command, chats, messages, stored, out)
                 elif action == "start_chat":
                     agency = await self._start(session, command, messages, out)
                     if agency is not None:
@@ -327,12 +355,29 @@ class MessengerService:
         member = chat.organizerId if command["realm"] == "organizer" else chat.participantId
         return bool(member == int(command["userId"]))
 
+    async def _stored_sends(
+        self, session: AsyncSession, events: Sequence[BusEvent]
+    ) -> dict[SendKey, Message]:
+        """Messages already stored for this batch's sends (a redelivery, a client's resend),
+        found with one query instead of one per message."""
+        keys = {k for e in events if (k := _send_key({**e.data, "id": e.id})) is not None}
+        if not keys:
+            return {}
+        rows = await session.scalars(
+            select(Message).where(
+                Message.chatId.in_(sorted({k[0] for k in keys})),
+                Message.clientId.in_(sorted({k[3] for k in keys})),
+            )
+        )
+        found = {(m.chatId, m.fromOrganizer, m.authorId, m.clientId): m for m in rows.all()}
+        return {k: m for k, m in found.items() if k in keys}
+
     async def _send(
         self,
-        session: AsyncSession,
         command: dict[str, Any],
         chats: dict[str, Chat],
         messages: list[Message],
+        stored: dict[SendKey, Message],
         out: Outgoing,
     ) -> None:
         payload = command["payload"]
@@ -349,25 +394,9 @@ class MessengerService:
             out.error(command, f"message must be at most {self.max_message_chars} characters")
             return
         from_organizer = 1 if command["realm"] == "organizer" else 0
-        client_id = str(payload.get("clientId") or command["id"])[:64]
-        known = next(
-            (
-                m
-                for m in messages
-                if m.chatId == chat.id
-                and m.fromOrganizer == from_organizer
-                and m.authorId == command["userId"]
-                and m.clientId == client_id
-            ),
-            None,
-        ) or await session.scalar(
-            select(Message).where(
-                Message.chatId == chat.id,
-                Message.fromOrganizer == from_organizer,
-                Message.authorId == command["userId"],
-                Message.clientId == client_id,
-            )
-        )
+        key = _send_key(command)
+        assert key is not None
+        known = stored.get(key)
         if known is not None:
             # A resend: stored once; send it again so the sender knows it is there.
             out.to_users(chat, views.frame("user_message", views.message(known)), known.seq)
@@ -390,9 +419,10 @@ class MessengerService:
             timeSent=self.clock.now(),
             lat=lat,
             lng=lng,
-            clientId=client_id,
+            clientId=key[3],
         )
         messages.append(message)
+        stored[key] = message  # a second send of it in this batch is a resend
         out.to_users(chat, views.frame("user_message", views.message(message)), message.seq)
 
     async def _start(
@@ -629,6 +659,19 @@ class MessengerService:
         if participant_id is not None and chat.participantId != participant_id:
             return None
         return chat
+
+
+SendKey = tuple[str, int, int, str]  # chat, from organizer, author, client id
+
+
+def _send_key(command: dict[str, Any]) -> SendKey | None:
+    """What makes a send the same message again: its chat, sender and client id."""
+    payload = command.get("payload")
+    if command.get("action") != "send_message" or not isinstance(payload, dict):
+        return None
+    client_id = str(payload.get("clientId") or command["id"])[:64]
+    from_organizer = 1 if command.get("realm") == "organizer" else 0
+    return (str(payload.get("chatId"))[:32], from_organizer, int(command["userId"]), client_id)
 
 
 async def _get_chat(session: AsyncSession, chat_id: str) -> Chat | None:
