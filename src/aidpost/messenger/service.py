@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,7 +32,16 @@ from aidpost.core.hub import Hub
 from aidpost.core.outbox import first_time
 from aidpost.core.validation import parse_datetime
 from aidpost.messenger import views
-from aidpost.messenger.models import Agency, Chat, Message, QueueEntry, Staff, inbox, outbox
+from aidpost.messenger.models import (
+    Agency,
+    Chat,
+    Message,
+    NewMessage,
+    QueueEntry,
+    Staff,
+    inbox,
+    outbox,
+)
 
 log = logging.getLogger("aidpost.messenger")
 
@@ -301,7 +310,7 @@ class MessengerService:
                 and isinstance(e.data.get("payload"), dict)
             }
             chats = await self._lock_chats(session, chat_ids)
-            messages: list[Message] = []
+            messages: list[NewMessage] = []
             stored = await self._stored_sends(session, fresh)
             for event in fresh:
                 command = {**event.data, "id": event.id}
@@ -314,7 +323,9 @@ class MessengerService:
                         agencies_touched.add(agency)
                 elif action == "close_chat":
                     await self._close(session, command, chats, out)
-            session.add_all(messages)
+            if messages:
+                # One INSERT for the batch's messages (new chats are flushed first).
+                await session.execute(insert(Message), [m.row() for m in messages])
             queues = {a: await self._queue(session, a) for a in agencies_touched}
         faults.point("messenger.after_commit")
         if out.new_chats:
@@ -357,7 +368,7 @@ class MessengerService:
 
     async def _stored_sends(
         self, session: AsyncSession, events: Sequence[BusEvent]
-    ) -> dict[SendKey, Message]:
+    ) -> dict[SendKey, Message | NewMessage]:
         """Messages already stored for this batch's sends (a redelivery, a client's resend),
         found with one query instead of one per message."""
         keys = {k for e in events if (k := _send_key({**e.data, "id": e.id})) is not None}
@@ -369,15 +380,17 @@ class MessengerService:
                 Message.clientId.in_(sorted({k[3] for k in keys})),
             )
         )
-        found = {(m.chatId, m.fromOrganizer, m.authorId, m.clientId): m for m in rows.all()}
+        found: dict[SendKey, Message | NewMessage] = {
+            (m.chatId, m.fromOrganizer, m.authorId, m.clientId): m for m in rows.all()
+        }
         return {k: m for k, m in found.items() if k in keys}
 
     async def _send(
         self,
         command: dict[str, Any],
         chats: dict[str, Chat],
-        messages: list[Message],
-        stored: dict[SendKey, Message],
+        messages: list[NewMessage],
+        stored: dict[SendKey, Message | NewMessage],
         out: Outgoing,
     ) -> None:
         payload = command["payload"]
@@ -409,7 +422,7 @@ class MessengerService:
         ):
             lat, lng = float(payload["lat"]), float(payload["lng"])
         chat.lastSeq += 1
-        message = Message(
+        message = NewMessage(
             id=new_id(),
             chatId=chat.id,
             seq=chat.lastSeq,
@@ -429,7 +442,7 @@ class MessengerService:
         self,
         session: AsyncSession,
         command: dict[str, Any],
-        messages: list[Message],
+        messages: list[NewMessage],
         out: Outgoing,
     ) -> int | None:
         """Take the agency's oldest waiting request (exactly one staff member gets it) and
@@ -488,7 +501,7 @@ class MessengerService:
         )
         session.add(chat)
         description = taken.description or f"I need {taken.problemType} assistance"
-        first = Message(
+        first = NewMessage(
             id=new_id(),
             chatId=chat_id,
             seq=1,

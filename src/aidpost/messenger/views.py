@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aidpost.messenger.models import Chat, Message
+from aidpost.messenger.models import Chat, Message, NewMessage
 from aidpost.organizer.views import iso
 
 ZERO_TIME = "0001-01-01T00:00:00Z"  # ESME's timeEnd of a chat (it never set one)
@@ -31,7 +31,7 @@ def chat(c: Chat, participant: dict[str, Any] | None = None) -> dict[str, Any]:
     return out
 
 
-def message(m: Message) -> dict[str, Any]:
+def message(m: Message | NewMessage) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": m.id,
         "chatId": m.chatId,
