@@ -181,3 +181,24 @@ async def test_participant_bad_input(api: Api, path: str, body: bytes) -> None:
     r = await call(api, "POST", path, content=body, headers={"Content-Type": "application/json"})
     assert r.status_code == 400, r.text
     assert r.json()["statusCode"] == 400 and r.json()["message"]
+
+
+async def test_using_a_link_or_changing_the_password_ends_every_other_link(api: Api) -> None:
+    _agency, _owner, owner_token = await api.register_agency(approved=True)
+    body = api.user_body(4)
+    assert (await api.request("POST", "/agency/users", owner_token, json=body)).status_code == 201
+    setup = token_in(await mail_to(api, body["email"].lower(), "staff account"))
+    await organizer(api, RESET, {"email": body["email"]})
+    reset = token_in(await mail_to(api, body["email"].lower(), "Reset"))
+    assert (await organizer(api, CONFIRM, use(reset))).status_code == 200
+    assert (await organizer(api, CONFIRM, use(setup))).status_code == 400  # used up too
+
+    api.app.state.mailer.transport.sent.clear()
+    await organizer(api, RESET, {"email": body["email"]})
+    later = token_in(await mail_to(api, body["email"].lower(), "Reset"))
+    assert later != reset
+    token = await api.sign_in(body["email"], NEW_PASSWORD)
+    change = {"oldPassword": NEW_PASSWORD, "newPassword": PASSWORD, "confirmNewPassword": PASSWORD}
+    r = await api.request("PATCH", "/profile/change-password", token, json=change)
+    assert r.status_code == 200, r.text
+    assert (await organizer(api, CONFIRM, use(later))).status_code == 400

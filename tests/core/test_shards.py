@@ -156,3 +156,22 @@ async def test_a_failed_batch_is_retried_before_anything_newer(bus: AnyBus) -> N
     # the failed batch's entries came back first, then the rest, per key in written order
     assert all(ns == [0, 1, 0] for ns in recorder.per_key().values())
     await a.stop()
+
+
+async def test_entries_left_by_a_member_that_lost_its_shard_are_handled(bus: AnyBus) -> None:
+    """A member whose read was blocked while its lease lapsed gets entries it will not
+    handle; the shard's owner looks at what is pending at every rebalance and handles them."""
+    recorder = Recorder()
+    b = member(bus, "b", recorder)
+    await b.rebalance()
+    while await b.run_once(block_ms=10):  # nothing yet; b's drains are done
+        pass
+    await produce(bus, keys=4, per_key=2)
+    streams = [shard_stream("cmds", s) for s in range(SHARDS)]
+    stolen = await bus.read_many(streams, "workers", "old-owner", count=100, block_ms=100)
+    assert len(stolen) == 8  # handed to a member that no longer owns the shards
+    await b.rebalance()
+    while len(recorder.handled) < 8:
+        assert await b.run_once(block_ms=100) > 0
+    assert all(ns == [0, 1] for ns in recorder.per_key().values())
+    await b.stop()

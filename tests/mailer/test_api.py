@@ -205,3 +205,20 @@ async def test_text_no_database_can_hold_is_refused(
     else:
         r = await mailer(api, method, path, admin, **({"json": body} if body else {}))
     assert r.status_code == status, r.text
+
+
+async def test_only_the_superadmin_edits_templates_that_carry_secrets(api: Api) -> None:
+    root = await admin_token(api)
+    _admin_id, admin = await api.add_admin()
+    for _ in range(200):  # the mailer learns of the new administrator through the bus
+        if (await mailer(api, "GET", "/templates", admin)).status_code == 200:
+            break
+        await asyncio.sleep(0.05)
+    body = {"subject": "Reset: {{ token }}", "text": "{{ token }}"}
+    r = await mailer(api, "PUT", "/templates/password-reset", admin, json=body)
+    assert r.status_code == 403
+    r = await mailer(api, "PUT", "/templates/agency-approved", admin,
+                     json={"subject": "Approved", "text": "Yes."})  # fmt: skip
+    assert r.status_code == 200
+    r = await mailer(api, "PUT", "/templates/password-reset", root, json=body)
+    assert r.status_code == 200

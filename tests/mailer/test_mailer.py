@@ -260,3 +260,54 @@ async def test_participant_lookup_trouble_is_retried(world: World) -> None:
     await world.service().run_once()
     [email] = await world.emails("transcript")
     assert email.state == "succeeded" and email.sentTo == '["runner@example.com"]'
+
+
+async def test_a_lapsed_lease_mid_batch_sends_nothing_twice(world: World) -> None:
+    """Worker A claims a batch and is slow; its lease lapses, B takes and sends the emails;
+    A, coming to them late, sends nothing and changes nothing."""
+    await world.staff()
+    await world.agency(1, "insert", approved=False)
+    slow, quick = world.service("slow"), world.service("quick")
+    claimed = await slow.claim()
+    world.clock.advance(61)
+    assert await quick.run_once() == 2
+    for email in claimed:
+        assert await slow.deliver(email) == "locked"
+    assert len(world.smtp.received) == 2
+    assert {e.state for e in await world.emails()} == {"succeeded"}
+
+
+async def test_a_template_that_raises_fails_its_email_only(world: World) -> None:
+    await world.staff()
+    async with world.db.transaction() as session:
+        from aidpost.mailer.models import Template
+
+        row = await session.get(Template, "agency-registered-owner")
+        assert row is not None
+        row.text = "{{ 1 / 0 }}"
+    await world.agency(1, "insert", approved=False)
+    assert await world.service().run_once() == 2
+    owner = (await world.emails("agency-registered-owner"))[0]
+    assert owner.state == "failed" and "ZeroDivisionError" in (owner.lastError or "")
+    assert [r.recipients for r in world.smtp.received] == [
+        ["admin@aidpost.example", "root@aidpost.example"]
+    ]
+
+
+async def test_secrets_never_reach_what_is_stored(world: World) -> None:
+    async with world.db.transaction() as session:
+        from aidpost.mailer.models import Template
+
+        row = await session.get(Template, "password-reset")
+        assert row is not None
+        row.subject = "Your token is {{ token }}"  # a careless (or malicious) edit
+    await world.publish("auth.password_token.v1", {"realm": "organizer", "userId": 10,
+        "email": "owner@rc.example", "purpose": "reset", "token": "s3cret-t0ken",
+        "expiresAt": iso(T0 + dt.timedelta(hours=2))})  # fmt: skip
+    await world.service().run_once()
+    [email] = await world.emails("password-reset")
+    assert email.state == "succeeded"
+    assert email.subject == "Your token is [hidden]"
+    assert "s3cret-t0ken" not in email.context
+    assert all("s3cret-t0ken" not in note for *_x, note in await world.log(email.id))
+    assert world.smtp.received[0].message["Subject"] == "Your token is s3cret-t0ken"

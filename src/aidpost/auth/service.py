@@ -173,6 +173,8 @@ class AuthService:
         new_hash = await self.passwords.hash(new)
         async with binding.db.transaction() as session:
             await credentials.set_hash(session, principal.user_id, new_hash, self.clock.now())
+        async with self.db.transaction() as session:  # password links sent earlier too
+            await self._use_up_tokens(session, principal.realm, principal.user_id, self.clock.now())
         await self.revoke(principal.realm, principal.user_id)
 
     # -- password links ------------------------------------------------------------------------
@@ -250,16 +252,28 @@ class AuthService:
                 or row.expires_at <= now
             ):
                 raise BadRequest(BAD_PASSWORD_TOKEN)
-            await session.execute(
-                update(password_tokens)
-                .where(password_tokens.c.token_hash == row.token_hash)
-                .values(used_at=now)
-            )
+            # This link and every other unused one of the account (a setup link after a
+            # reset, an older reset) stop working.
+            await self._use_up_tokens(session, realm, row.user_id, now)
         async with self.realms[realm].db.transaction() as session:
             if await credentials.hash_of(session, row.user_id) is None:
                 raise BadRequest(BAD_PASSWORD_TOKEN)  # the account is gone
             await credentials.set_hash(session, row.user_id, new_hash, now)
         await self.revoke(realm, row.user_id)
+
+    @staticmethod
+    async def _use_up_tokens(
+        session: AsyncSession, realm: str, user_id: int, now: dt.datetime
+    ) -> None:
+        await session.execute(
+            update(password_tokens)
+            .where(
+                password_tokens.c.realm == realm,
+                password_tokens.c.user_id == user_id,
+                password_tokens.c.used_at.is_(None),
+            )
+            .values(used_at=now)
+        )
 
     async def on_organizer_change(self, event: Event) -> None:
         """A staff account created by someone else gets a link to set its own password."""

@@ -69,6 +69,7 @@ class ShardedConsumer:
         self._drain: set[int] = set()
         self._target = shards
         self._stopping = False
+        self._leases_done = False
         self._tasks: list[asyncio.Task[None]] = []
 
     def _lease(self, shard: int) -> str:
@@ -81,10 +82,15 @@ class ShardedConsumer:
         live = await self.bus.members(self.group, self.consumer, self.lease_ms)
         self._target = math.ceil(self.shards / max(live, 1))
         for shard in sorted(self.owned):
+            if shard not in self.owned:
+                continue  # given up meanwhile: renewing would take it back
             if not await self.bus.lease(self._lease(shard), self.consumer, self.lease_ms):
                 log.warning("shard lease lost", extra={"shard": shard, "group": self.group})
                 self.owned.discard(shard)
                 self._drain.discard(shard)
+        # Look again at what the owned shards hold pending: a member that lost a shard while
+        # its read was blocked can have been handed entries it then left unacknowledged.
+        self._drain |= self.owned
         if len(self.owned) >= self._target:
             return
         # Start the search at a place of this member's own, so joiners do not all race for
@@ -124,7 +130,9 @@ class ShardedConsumer:
                 self._drain.discard(shard)
         draining = bool(deliveries)
         if not draining:
-            streams = [shard_stream(self.stream, s) for s in sorted(self.owned)]
+            # Never read new entries of a shard whose pending ones are not handled yet (it
+            # may have been taken over while the claims above were waiting).
+            streams = [shard_stream(self.stream, s) for s in sorted(self.owned - self._drain)]
             deliveries = await self.bus.read_many(
                 streams,
                 self.group,
@@ -161,7 +169,9 @@ class ShardedConsumer:
                 await asyncio.sleep(1)
 
     async def _keep_loop(self) -> None:
-        while not self._stopping:
+        # Runs until stop() has finished the batch in hand (the leases stay alive for it).
+        # A flag as well as the cancel: a client library may swallow a cancellation.
+        while not self._leases_done:
             try:
                 await self.rebalance()
             except asyncio.CancelledError:
@@ -172,6 +182,7 @@ class ShardedConsumer:
 
     def start_background(self) -> None:
         self._stopping = False
+        self._leases_done = False
         self._tasks = [
             asyncio.create_task(self._keep_loop(), name=f"shards-keep:{self.stream}"),
             asyncio.create_task(self._handle_loop(), name=f"shards:{self.stream}"),
@@ -182,10 +193,12 @@ class ShardedConsumer:
         self._stopping = True
         if self._tasks:
             keep, handle = self._tasks
-            keep.cancel()
+            # The leases are kept alive until the batch in hand is done.
             with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
                 await asyncio.wait_for(asyncio.shield(handle), grace)
             handle.cancel()
+            self._leases_done = True
+            keep.cancel()
             for task in self._tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task

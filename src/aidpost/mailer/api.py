@@ -14,7 +14,7 @@ from aidpost.core.deps import OrganizerPrincipal
 from aidpost.core.errors import BadRequest, Forbidden
 from aidpost.core.validation import parse_datetime
 from aidpost.mailer.models import STATES, EmailLog, ScheduledEmail, Template
-from aidpost.mailer.service import Filters, MailerService
+from aidpost.mailer.service import ADMIN_ROLES, SUPERADMIN_ROLE, Filters, MailerService
 from aidpost.mailer.templates import Parts, TemplateProblem
 
 router = APIRouter(prefix="/mailer-api", tags=["mailer"])
@@ -23,8 +23,10 @@ Json = dict[str, Any]
 
 async def _admin(request: Request, principal: OrganizerPrincipal) -> tuple[MailerService, str]:
     svc: MailerService = request.app.state.mailer
-    if not await svc.is_admin(principal.user_id):
+    role = await svc.role_of(principal.user_id)
+    if role not in ADMIN_ROLES:
         raise Forbidden()
+    request.state.mailer_role = role
     return svc, f"staff:{principal.user_id}"
 
 
@@ -167,9 +169,12 @@ class TemplateBody(BaseModel):
 
 
 @router.put("/templates/{name}", operation_id="saveTemplate")
-async def save_template(admin: Admin, name: str, body: TemplateBody) -> Json:
-    """Edit a template (takes effect for the next email sent; a deploy keeps the edit)."""
+async def save_template(request: Request, admin: Admin, name: str, body: TemplateBody) -> Json:
+    """Edit a template (takes effect for the next email sent; a deploy keeps the edit).
+    Templates that carry secrets (password links) only the superadmin may edit."""
     svc, actor = admin
+    if svc.carries_secrets(_key(name)) and request.state.mailer_role != SUPERADMIN_ROLE:
+        raise Forbidden()
     try:
         parts = Parts(body.subject, body.text, body.html)
         for part, value in (("subject", body.subject), ("text", body.text), ("html", body.html)):

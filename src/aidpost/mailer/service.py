@@ -57,6 +57,7 @@ from aidpost.mailer.transport import PermanentFailure, TemporaryFailure, Transpo
 
 log = logging.getLogger("aidpost.mailer")
 ADMIN_ROLES = (0, 1)
+SUPERADMIN_ROLE = 0
 
 
 class Undeliverable(Exception):
@@ -291,12 +292,14 @@ class MailerService:
             return await self._finish(email, "cancelled", actor, "expired before it was sent")
         if email.attempts > email.maxAttempts:
             return await self._finish(email, "failed", actor, "no attempts left")
+        if not await self._still_mine(email):
+            return "locked"  # the lease lapsed while earlier emails of the batch were sent
         try:
             message, addresses, subject = await self._compose(email)
             await self.transport.send(message)
         except (Undeliverable, tpl.TemplateProblem, PermanentFailure) as exc:
-            return await self._finish(email, "failed", actor, str(exc)[:2000])
-        except (TemporaryFailure, DirectoryUnavailable) as exc:
+            return await self._finish(email, "failed", actor, self._mask(email, str(exc))[:2000])
+        except (TemporaryFailure, DirectoryUnavailable, Exception) as exc:
             if email.attempts >= email.maxAttempts:
                 note = f"gave up after {email.attempts} attempts: {exc}"
                 return await self._finish(email, "failed", actor, note[:2000])
@@ -305,12 +308,45 @@ class MailerService:
                 self.settings.backoff_max_seconds,
             ) * (1 + 0.1 * self.rng())
             retry_at = now + dt.timedelta(seconds=delay)
-            note = f"retry at {retry_at.isoformat()}: {exc}"
+            if not isinstance(exc, TemporaryFailure | DirectoryUnavailable):
+                log.exception("sending an email failed", extra={"email": email.id})
+            note = f"retry at {retry_at.isoformat()}: {type(exc).__name__}: {exc}"
             return await self._finish(email, "scheduled", actor, note[:2000], send_at=retry_at)
         return await self._finish(
             email, "succeeded", actor, f"sent to {len(addresses)}", sent_to=addresses,
-            subject=subject,
+            subject=self._mask(email, subject),
         )  # fmt: skip
+
+    async def _still_mine(self, email: ScheduledEmail) -> bool:
+        """Extend this worker's lease on one email just before sending it; False if the
+        lease lapsed and another worker took the email meanwhile."""
+        now = self.clock.now()
+        until = now + dt.timedelta(seconds=self.settings.lease_seconds)
+        async with self.db.transaction() as session:
+            result = await session.execute(
+                update(ScheduledEmail)
+                .where(
+                    ScheduledEmail.id == email.id,
+                    ScheduledEmail.state == "locked",
+                    ScheduledEmail.lockedBy == self.worker_id,
+                )
+                .values(lockedUntil=until)
+                .execution_options(synchronize_session=False)
+            )
+        return bool(getattr(result, "rowcount", 0))
+
+    def _mask(self, email: ScheduledEmail, text: str) -> str:
+        """``text`` with the email's secret context values (a password link's token)
+        hidden: what the mailer stores and shows never carries them."""
+        job = self.jobs.get(email.job)
+        if job is None or not job.secret:
+            return text
+        context = json.loads(email.context)
+        for name in job.secret:
+            value = context.get(name)
+            if isinstance(value, str) and value:
+                text = text.replace(value, "[hidden]")
+        return text
 
     async def _finish(
         self,
@@ -324,12 +360,19 @@ class MailerService:
         subject: str | None = None,
     ) -> str:
         now = self.clock.now()
+        note = self._mask(email, note)
         async with self.db.transaction() as session:
-            row = await session.get(ScheduledEmail, email.id)
+            row = await session.get(ScheduledEmail, email.id, with_for_update=True)
             if row is None:
                 return state
-            if row.lockedBy != self.worker_id:
-                note += f" (meanwhile claimed by worker {row.lockedBy})"
+            if row.state != "locked" or row.lockedBy != self.worker_id:
+                # Another worker took it after this one's lease lapsed: its outcome counts.
+                self._log(
+                    session, row, row.state, actor,
+                    f"late outcome ignored ({state}: {note}); held by {row.lockedBy}", now,
+                    to_state=row.state,
+                )  # fmt: skip
+                return row.state
             row.lockedBy, row.lockedUntil = None, None
             if send_at is not None:
                 row.sendAt = send_at
@@ -450,10 +493,15 @@ class MailerService:
 
     # -- staff -------------------------------------------------------------------------------
 
-    async def is_admin(self, user_id: int) -> bool:
+    async def role_of(self, user_id: int) -> int | None:
+        """The organizer role of a person the mailer knows, else None."""
         async with self.db.session() as session:
             person = await session.get(Person, user_id)
-        return person is not None and person.role in ADMIN_ROLES
+        return None if person is None else person.role
+
+    def carries_secrets(self, template: str) -> bool:
+        """A template some job renders with secret values (a password link)."""
+        return any(j.secret and j.template == template for j in self.jobs.values())
 
     async def emails(self, filters: Filters) -> tuple[int, list[ScheduledEmail]]:
         E = ScheduledEmail

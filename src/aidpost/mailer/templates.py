@@ -56,6 +56,8 @@ def render(parts: Parts, context: dict[str, Any]) -> Parts:
         html = _html_env.from_string(parts.html).render(context) if parts.html else None
     except TemplateError as exc:
         raise TemplateProblem(f"cannot render: {exc}") from exc
+    except Exception as exc:  # {{ 1/0 }}, {{ "a" + 1 }}: the template's fault all the same
+        raise TemplateProblem(f"cannot render: {type(exc).__name__}: {exc}") from exc
     # A subject is one header line: no line breaks can get in (header injection).
     subject = " ".join(subject.split())[:MAX_SUBJECT]
     if not subject:

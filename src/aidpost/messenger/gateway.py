@@ -202,7 +202,8 @@ class Gateway:
             for chat_id in sorted(conn.known - ids):
                 # Ended meanwhile: its last messages, then the end, as they would have come.
                 if chat_id in conn.seen:
-                    await self._backfill(conn, chat_id, conn.seen.pop(chat_id), None)
+                    await self._backfill(conn, chat_id, conn.seen[chat_id], None)
+                    conn.seen.pop(chat_id, None)
                 conn.known.discard(chat_id)
                 await conn.ws.send_text(views.frame("closed_chat", {"chatId": chat_id}))
             for chat in reversed(active):  # oldest first, as they would have come

@@ -141,8 +141,13 @@ class OrganizerService:
     async def ensure_superadmin(self, email: str, password: str) -> None:
         """Create the superadmin from settings if there is none (ESME does this at start)."""
         async with self.db.transaction() as session:
-            exists = await session.scalar(select(User.id).where(User.role == Role.superAdmin))
-            if exists is not None:
+            existing = await session.scalar(select(User).where(User.role == Role.superAdmin))
+            if existing is not None:
+                # Announced at every start, so components that keep people (the mailer's
+                # platform administrators) know the superadmin also on older installations.
+                await Changes(session, None, self.clock).announce(
+                    "update", existing, views.of(existing)
+                )
                 return
             now = self.clock.now()
             user = User(
