@@ -85,6 +85,7 @@ def _cluster(args: argparse.Namespace) -> int:
 
 def _mailer(args: argparse.Namespace) -> int:
     from aidpost.app import configure_logging
+    from aidpost.core.bus import stop_all
     from aidpost.mailer.component import MailerComponent
     from aidpost.mailer.jobs import JobError
     from aidpost.runtime import Runtime
@@ -113,8 +114,7 @@ def _mailer(args: argparse.Namespace) -> int:
             for sub in mailer.subscriptions:
                 sub.start_background()
             await mailer.service.run(stop)
-            for sub in reversed(mailer.subscriptions):
-                await sub.stop()
+            await stop_all(mailer.subscriptions)
             return 0
         except JobError as exc:
             print(f"aidpost: {exc}", file=sys.stderr)

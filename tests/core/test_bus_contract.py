@@ -248,6 +248,26 @@ async def test_subscription_background_loop_handles_events(bus: AnyBus) -> None:
     assert await pending(bus, "orders", "g") == 0
 
 
+async def test_subscription_stopped_mid_handling_finishes_and_acks(bus: AnyBus) -> None:
+    # A stop while the handler runs lets it finish: nothing is left pending on a consumer
+    # that is gone (another member would wait min_idle_ms to claim it).
+    started, handled = asyncio.Event(), []
+
+    async def handler(event: Event) -> None:
+        started.set()
+        await asyncio.sleep(0.2)
+        handled.append(event)
+
+    sub = Subscription(bus, "orders", "g", handler, block_ms=50)
+    sub.start_background()
+    sent = events(1)
+    await bus.publish("orders", sent)
+    await asyncio.wait_for(started.wait(), 2.0)
+    await sub.stop()
+    assert handled == sent
+    assert await pending(bus, "orders", "g") == 0
+
+
 async def test_ping(bus: AnyBus) -> None:
     assert await bus.ping() is True
 

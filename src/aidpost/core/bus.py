@@ -543,14 +543,27 @@ class Subscription:
     def start_background(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=f"sub:{self.stream}:{self.group}")
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 5.0) -> None:
+        """Let the read in flight and its handling finish (up to ``grace`` seconds), then stop.
+
+        Cancelling a blocked read loses nothing but time: the server may already have handed
+        the entries to this consumer, and they would wait ``min_idle_ms`` for another member.
+        """
         self._stopping = True
         if self._task is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._task), grace)
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+            self._task = None
         if self.ephemeral:
             try:
                 await self.bus.delete_group(self.stream, self.group)
             except Exception:
                 log.warning("could not delete group", extra={"group": self.group})
+
+
+async def stop_all(subscriptions: Sequence[Subscription]) -> None:
+    """Stop several subscriptions at once: each waits out its read in flight in parallel."""
+    await asyncio.gather(*(sub.stop() for sub in subscriptions))

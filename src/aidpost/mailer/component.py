@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from aidpost.core.bus import Subscription
+from aidpost.core.bus import Subscription, stop_all
 from aidpost.core.component import database_check
 from aidpost.core.directory import (
     Directory,
@@ -148,5 +148,4 @@ class MailerComponent:
         if self._worker is not None:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._worker, 30)
-        for sub in reversed(self.subscriptions):
-            await sub.stop()
+        await stop_all(self.subscriptions)

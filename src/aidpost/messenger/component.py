@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from aidpost.core.bus import Subscription
+from aidpost.core.bus import Subscription, stop_all
 from aidpost.core.component import database_check
 from aidpost.core.directory import Directory, HttpDirectory, LocalDirectory
 from aidpost.core.http import Check
@@ -114,6 +114,5 @@ class MessengerComponent:
             await self.gateway.stop()
         if roles.consumer:
             await self.commands.stop()
-            for sub in reversed(self.subscriptions):
-                await sub.stop()
+            await stop_all(self.subscriptions)
             await self.relay.stop()

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from aidpost.auth.component import REALM_HISTORY, passwords_from
-from aidpost.core.bus import Event, Subscription
+from aidpost.core.bus import Event, Subscription, stop_all
 from aidpost.core.component import database_check
 from aidpost.core.http import Check
 from aidpost.core.migrate import upgrade
@@ -69,6 +69,5 @@ class ParticipantComponent:
             sub.start_background()
 
     async def stop(self) -> None:
-        for sub in (self.chats, self.read_model, self.sign_outs):
-            await sub.stop()
+        await stop_all((self.chats, self.read_model, self.sign_outs))
         await self.relay.stop()
