@@ -69,7 +69,7 @@ async def _pg_admin(sql: str) -> None:
         await conn.close()
 
 
-COMPONENT_DATABASES = ("auth", "organizer", "participant", "messenger", "mailer")
+COMPONENT_DATABASES = ("auth", "organizer", "participant", "messenger", "mailer", "status")
 
 
 def sqlite_databases(folder: Path) -> Databases:
@@ -127,6 +127,9 @@ def make_settings(dbs: Databases, tmp_path: Path, **core: Any) -> Settings:
         "AIDPOST_PARTICIPANT_DATABASE_URL": dbs.urls["participant"],
         "AIDPOST_MESSENGER_DATABASE_URL": dbs.urls["messenger"],
         "AIDPOST_MAILER_DATABASE_URL": dbs.urls["mailer"],
+        "AIDPOST_STATUS_DATABASE_URL": dbs.urls["status"],
+        # Tests drive the prober themselves (or ask for it).
+        "AIDPOST_STATUS_PROBER": "false",
         "AIDPOST_MAILER_TRANSPORT_URL": "memory:",
         "AIDPOST_AUTH_SUPERADMIN_EMAIL": SUPERADMIN[0],
         "AIDPOST_AUTH_SUPERADMIN_PASSWORD": SUPERADMIN[1],

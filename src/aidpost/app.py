@@ -14,7 +14,7 @@ from aidpost.core.settings import Settings
 from aidpost.core.tokens import JwksKeySource
 from aidpost.runtime import Runtime
 
-COMPONENTS = ("auth", "organizer", "participant", "messenger", "mailer")
+COMPONENTS = ("auth", "organizer", "participant", "messenger", "mailer", "status")
 
 
 def _make(name: str, rt: Runtime) -> Component:
@@ -38,6 +38,10 @@ def _make(name: str, rt: Runtime) -> Component:
         from aidpost.mailer.component import MailerComponent
 
         return MailerComponent(rt)
+    if name == "status":
+        from aidpost.status.component import StatusComponent
+
+        return StatusComponent(rt)
     raise ValueError(f"unknown component {name!r}; choose from {', '.join(COMPONENTS)}")
 
 
@@ -52,6 +56,9 @@ def create_app(
     rt = runtime or Runtime(settings)
     parts = [_make(name, rt) for name in components]
     _connect_in_process(parts)
+    for part in parts:
+        if part.name == "status":
+            part.served = tuple(components)  # type: ignore[attr-defined]
     if "auth" not in components:
         if not settings.core.auth_url:
             raise ValueError("AIDPOST_AUTH_URL is required when auth runs in another process")

@@ -35,6 +35,8 @@ def test_shipped_jobs_are_valid_and_name_their_templates() -> None:
         "password-reset",
         "staff-account-created",
         "chat-transcript",
+        "status-subscription-confirm",
+        "status-notification",
     }
     assert loaded["help-request-waiting"].offset == dt.timedelta(minutes=5)
 

@@ -143,6 +143,25 @@ class MailerSettings(BaseSettings):
     messenger_url: str | None = None
 
 
+class StatusSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AIDPOST_STATUS_", extra="ignore")
+
+    database_url: str | None = None
+    page_name: str = "aidpost"
+    # Where the public opens the status page (links in feeds and emails).
+    public_url: str = "http://127.0.0.1:8000"
+    # Run the prober in this process (one prober at a time across replicas, by lease).
+    prober: bool = True
+    tick_seconds: float = Field(default=1.0, gt=0)
+    # The components to watch (JSON, see docs/status.md); else derived from this process's
+    # settings: its own /status checks and the servers it uses.
+    components_file: str | None = None
+    # What the prober checks for this process's own /status (defaults to host and port).
+    self_url: str | None = None
+    # Keep check results this many days (uptime is shown for 90).
+    retention_days: int = Field(default=100, ge=91)
+
+
 class Settings(BaseSettings):
     """The whole configuration; each component reads only its own part."""
 
@@ -154,6 +173,7 @@ class Settings(BaseSettings):
     participant: ParticipantSettings = Field(default_factory=ParticipantSettings)
     messenger: MessengerSettings = Field(default_factory=MessengerSettings)
     mailer: MailerSettings = Field(default_factory=MailerSettings)
+    status: StatusSettings = Field(default_factory=StatusSettings)
 
     @model_validator(mode="after")
     def _fill_database_urls(self) -> Settings:
@@ -167,6 +187,8 @@ class Settings(BaseSettings):
             self.messenger.database_url = self.core.sqlite_url("messenger")
         if self.mailer.database_url is None:
             self.mailer.database_url = self.core.sqlite_url("mailer")
+        if self.status.database_url is None:
+            self.status.database_url = self.core.sqlite_url("status")
         if self.organizer.database_url == self.participant.database_url:
             raise ValueError("organizer and participant data must not share a database")
         return self
@@ -190,6 +212,11 @@ class Settings(BaseSettings):
     def mailer_db(self) -> str:
         assert self.mailer.database_url is not None
         return self.mailer.database_url
+
+    @property
+    def status_db(self) -> str:
+        assert self.status.database_url is not None
+        return self.status.database_url
 
     @property
     def participant_db(self) -> str:

@@ -38,6 +38,7 @@ STREAMS = {
     "help.": "help.requests",
     "chat.": "messenger.chats",
     "participant.": "participant.changes",
+    "status.": "status.notifications",
 }
 
 

@@ -426,6 +426,15 @@ class MailerService:
         message["Date"] = format_datetime(self.clock.now())
         message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
         message["X-Aidpost-Job"] = email.job
+        unsubscribe = context.get("unsubscribe_url")
+        if (
+            isinstance(unsubscribe, str)
+            and unsubscribe.startswith(("https://", "http://"))
+            and not any(c in unsubscribe for c in "\r\n<> ")
+        ):
+            # RFC 8058 one-click unsubscribe: mail clients POST to the URL.
+            message["List-Unsubscribe"] = f"<{unsubscribe}>"
+            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         message.set_content(parts.text)
         if parts.html:
             message.add_alternative(parts.html, subtype="html")
