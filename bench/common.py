@@ -70,7 +70,7 @@ class Server:
             "AIDPOST_AUTH_SUPERADMIN_PASSWORD": SUPERADMIN[1],
         }
         # Database URLs from the caller's environment would point elsewhere: use SQLite files.
-        for name in ("AUTH", "ORGANIZER", "PARTICIPANT", "MESSENGER", "MAILER"):
+        for name in ("AUTH", "ORGANIZER", "PARTICIPANT", "MESSENGER", "MAILER", "STATUS"):
             env.pop(f"AIDPOST_{name}_DATABASE_URL", None)
         env.pop("AIDPOST_BUS_URL", None)
         env.update(self.extra_env)

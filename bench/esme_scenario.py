@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             problems = [
                 line
                 for line in server.log_path.read_text(errors="replace").splitlines()
-                if "\"level\": \"error\"" in line or "\"level\": \"warning\"" in line
+                if '"level": "error"' in line or '"level": "warning"' in line
             ]
             log(f"server log: {len(problems)} warnings and errors; the last ones:")
             for line in problems[-8:]:

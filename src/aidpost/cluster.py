@@ -14,6 +14,7 @@ and takes a process out after two failures.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -100,6 +101,7 @@ class Cluster:
             "AIDPOST_PARTICIPANT_DATABASE_URL": self.database_urls["participant"],
             "AIDPOST_MESSENGER_DATABASE_URL": self.database_urls["messenger"],
             "AIDPOST_MAILER_DATABASE_URL": self.database_urls["mailer"],
+            "AIDPOST_STATUS_DATABASE_URL": self.database_urls["status"],
             "AIDPOST_BUS_URL": self.bus_url,
             "AIDPOST_RATE_LIMIT_STORAGE": self.bus_url,
             **self.extra_env,
@@ -159,9 +161,53 @@ class Cluster:
         for i in range(self.gateways):
             self.add(f"gateway{i + 1}", "messenger", AIDPOST_MESSENGER_ROLES="gateway")
         self.add("mailer", "mailer")
+        self.add("status", "status", AIDPOST_STATUS_COMPONENTS_FILE=str(self.status_config()))
         self.write_haproxy_config()
         self._wait_lb()
         return self
+
+    def status_config(self, interval: int = 5) -> Path:
+        """The status page's components: every process's own readiness check, PostgreSQL
+        and Redis. (Processes added later are watched from the status process's next start.)"""
+        from urllib.parse import urlsplit
+
+        checks = {c: f"{c}_db" for c in ("auth", "organizer", "participant", "messenger")}
+        checks["mailer"] = "mailer_db"
+        services = [
+            {
+                "id": p.name,
+                "name": p.name.capitalize()
+                .replace("Gateway", "Chat gateway ")
+                .replace("Consumer", "Chat consumer "),
+                "kind": "http",
+                "target": p.url + "/status",
+                "expect": {"check": checks[p.component]},
+                "interval": interval,
+                "timeout": 2,
+                "failure_threshold": 2,
+                "auto_incident_minutes": 5,
+            }
+            for p in self.processes
+            if p.component in checks
+        ]
+        servers = []
+        pg = urlsplit(next(iter(self.database_urls.values())))
+        servers.append({"id": "postgresql", "name": "PostgreSQL", "kind": "tcp",
+                        "target": f"{pg.hostname or '127.0.0.1'}:{pg.port or 5432}",
+                        "interval": interval})  # fmt: skip
+        redis = urlsplit(self.bus_url)
+        servers.append({"id": "redis", "name": "Redis", "kind": "tcp",
+                        "target": f"{redis.hostname or '127.0.0.1'}:{redis.port or 6379}",
+                        "interval": interval})  # fmt: skip
+        config = {
+            "groups": [
+                {"id": "services", "name": "Services", "components": services},
+                {"id": "infrastructure", "name": "Infrastructure", "components": servers},
+            ]
+        }
+        path = self.workdir / "status-components.json"
+        path.write_text(json.dumps(config, indent=2))
+        return path
 
     def _servers(self, prefix: str) -> list[Process]:
         return [p for p in self.processes if p.name.startswith(prefix) and p.popen is not None]
@@ -200,15 +246,18 @@ frontend web
     acl is_messenger path_beg /messenger-api
     acl is_participant path_beg /participant-api
     acl is_mailer path_beg /mailer-api
+    acl is_status path_beg /statuspage
     use_backend auth if is_auth
     use_backend gateways if is_messenger
     use_backend participant if is_participant
     use_backend mailer if is_mailer
+    use_backend status if is_status
     default_backend organizer
 {backend("auth", self._servers("auth"))}
 {backend("organizer", self._servers("organizer"))}
 {backend("participant", self._servers("participant"))}
 {backend("mailer", self._servers("mailer"))}
+{backend("status", self._servers("status"))}
 {backend("gateways", self._servers("gateway"), "leastconn")}
 """
         path = self.workdir / "haproxy.cfg"
@@ -262,7 +311,7 @@ def postgres_databases(server_url: str, tag: str = "aidpost_cluster") -> dict[st
 
     import asyncpg
 
-    components = ("auth", "organizer", "participant", "messenger", "mailer")
+    components = ("auth", "organizer", "participant", "messenger", "mailer", "status")
     names = {c: f"{tag}_{c}" for c in components}
 
     async def create() -> None:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 import websockets
@@ -149,7 +150,25 @@ async def test_gateway_lost_while_messages_flow(cluster: Cluster, how: int) -> N
         assert sorted(side.contents[1:]) == sorted(
             [f"p{i}" for i in range(30)] + [f"s{i}" for i in range(30)]
         )
+    # The status page (through HAProxy) saw the gateway go and the rest stay.
+    statuses = await _statuses_when(cluster, lambda s: s.get("gateway1") == "major_outage")
+    assert {n: s for n, s in statuses.items() if n != "gateway1"} == dict.fromkeys(
+        ("auth", "organizer", "participant", "consumer1", "consumer2", "gateway2", "mailer",
+         "postgresql", "redis"), "operational"
+    )  # fmt: skip
     await world.http.aclose()
+
+
+async def _statuses_when(cluster: Cluster, done: Any, seconds: float = 40) -> dict[str, str]:
+    statuses: dict[str, str] = {}
+    async with httpx.AsyncClient(base_url=cluster.url) as http:
+        for _ in range(int(seconds * 4)):
+            body = (await http.get("/statuspage/api/v2/summary.json")).json()
+            statuses = {c["id"]: c["status"] for c in body["components"] if not c["group"]}
+            if done(statuses):
+                return statuses
+            await asyncio.sleep(0.25)
+    raise AssertionError(f"the status page did not get there: {statuses}")
 
 
 async def test_scaling_in_and_out_while_chatting(cluster: Cluster) -> None:

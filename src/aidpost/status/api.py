@@ -103,6 +103,11 @@ async def active(svc: Service) -> Json:
 @public.get("/uptime.json", operation_id="statusUptime")
 async def uptime_all(svc: Service) -> Json:
     """aidpost's own: uptime over 24 h, 7, 30 and 90 days, and one entry per day."""
+    result: Json = await svc.cached("uptime", lambda: _uptime_all(svc))
+    return result
+
+
+async def _uptime_all(svc: StatusService) -> Json:
     out = []
     for comp in await svc.components():
         days = await svc.days(comp.id, 90)

@@ -177,6 +177,8 @@ class IncidentUpdate(Base):
     incidentId: Mapped[str] = mapped_column(
         "incident_id", ForeignKey("incidents.id", ondelete="CASCADE"), index=True
     )
+    # 0 for the first update of an incident, then 1, 2 ... (times may be equal).
+    position: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(32))
     body: Mapped[str] = mapped_column(Text)
     # JSON list of {code, name, old_status, new_status}.
@@ -201,6 +203,7 @@ class Subscriber(Base):
     # The one-click unsubscribe token, in every notification.
     unsubscribeToken: Mapped[str] = mapped_column("unsubscribe_token", String(64), unique=True)
     confirmedAt: Mapped[dt.datetime | None] = mapped_column("confirmed_at", UTCDateTime())
+    confirmSentAt: Mapped[dt.datetime | None] = mapped_column("confirm_sent_at", UTCDateTime())
     createdAt: Mapped[dt.datetime] = mapped_column("created_at", UTCDateTime())
 
 

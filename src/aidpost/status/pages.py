@@ -99,6 +99,11 @@ def _day_title(day: dt.date, t: Tally) -> str:
 
 
 async def _component_rows(svc: StatusService) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = await svc.cached("page-rows", lambda: _rows(svc))
+    return rows
+
+
+async def _rows(svc: StatusService) -> list[dict[str, Any]]:
     groups = await svc.groups()
     comps = await svc.components()
     out = []

@@ -44,6 +44,7 @@ class Prober:
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._last_prune: float | None = None
+        self._tallying: asyncio.Task[None] | None = None
         self.leader = False
 
     async def _check(self, spec: Spec) -> Outcome:
@@ -76,7 +77,18 @@ class Prober:
         if self._last_prune is None or loop_time - self._last_prune > 3600:
             self._last_prune = loop_time
             await self.service.prune(self.retention_days)
+            if self._tallying is None or self._tallying.done():
+                # Keep the past days' tallies ready, so no visitor waits for them; apart from
+                # the checks, which must not wait either.
+                self._tallying = asyncio.create_task(self._tally_days(), name="status-tallies")
         return len(due)
+
+    async def _tally_days(self) -> None:
+        try:
+            for comp in await self.service.components():
+                await self.service.days(comp.id, 90)
+        except Exception:
+            log.exception("keeping uptime tallies failed")
 
     async def _loop(self) -> None:
         while not self._stop.is_set():
@@ -102,6 +114,10 @@ class Prober:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
+        if self._tallying is not None:
+            self._tallying.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._tallying
         with contextlib.suppress(Exception):
             await self.bus.release(LEASE, self.owner)
         if self._client is not None:

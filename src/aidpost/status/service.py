@@ -19,8 +19,9 @@ import hashlib
 import json
 import logging
 import secrets
+import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,8 @@ SEVERITY = {
 OPEN_INCIDENT = ("investigating", "identified", "monitoring")
 OPEN_MAINTENANCE = ("scheduled", "in_progress", "verifying")
 DAY = dt.timedelta(days=1)
+# At most one confirmation email per address in this time.
+CONFIRM_COOLDOWN = dt.timedelta(minutes=5)
 
 
 def new_id() -> str:
@@ -97,11 +100,30 @@ class StatusService:
         public_url: str,
         page_name: str,
         on_commit: Callable[[], None] = lambda: None,
+        cache_seconds: float = 5.0,
     ) -> None:
         self.db, self.clock = db, clock
         self.public_url = public_url.rstrip("/")
         self.page_name = page_name
         self.on_commit = on_commit
+        # What the public reads, kept for a few seconds: a status page is read far more
+        # often than it changes. Every change here clears it.
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, Any]] = {}
+
+    def _changed(self) -> None:
+        self._cache.clear()
+        self.on_commit()
+
+    async def cached(self, key: str, factory: Callable[[], Awaitable[Any]]) -> Any:
+        """``factory()``'s value, computed at most once per ``cache_seconds``."""
+        hit = self._cache.get(key)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < self.cache_seconds:
+            return hit[1]
+        value = await factory()
+        self._cache[key] = (now, value)
+        return value
 
     # -- configuration -----------------------------------------------------------------
 
@@ -151,6 +173,7 @@ class StatusService:
             )
             for group in old_groups.all():
                 await session.delete(group)
+        self._changed()
 
     # -- operators' components, groups and webhooks -------------------------------------
 
@@ -165,6 +188,7 @@ class StatusService:
             )
             group.updatedAt = now
             session.add(group)
+        self._changed()
         return group
 
     async def delete_group(self, group_id: str) -> None:
@@ -175,6 +199,7 @@ class StatusService:
             if group.builtin:
                 raise BadRequest("a configured group is changed in the configuration")
             await session.delete(group)
+        self._changed()
 
     async def add_component(self, values: dict[str, Any]) -> StatusComponent:
         now = self.clock.now()
@@ -193,6 +218,7 @@ class StatusService:
             )
             _assign(comp, values)
             session.add(comp)
+        self._changed()
         return comp
 
     async def change_component(self, component_id: str, values: dict[str, Any]) -> StatusComponent:
@@ -212,7 +238,7 @@ class StatusService:
                 raise BadRequest(f"group {values['groupId']!r} does not exist")
             _assign(comp, values)
             await self._refresh(session, comp, now)
-        self.on_commit()
+        self._changed()
         return comp
 
     async def delete_component(self, component_id: str) -> None:
@@ -223,6 +249,7 @@ class StatusService:
             if comp.builtin:
                 raise BadRequest("a configured component is removed from the configuration")
             await session.delete(comp)
+        self._changed()
 
     async def results(self, component_id: str, limit: int) -> list[CheckResult]:
         await self.component(component_id)
@@ -357,7 +384,7 @@ class StatusService:
             await self._auto_incident(session, comp, now)
             await self._refresh(session, comp, now)
             status = comp.status
-        self.on_commit()
+        self._changed()
         return status
 
     def _checked_status(self, comp: StatusComponent, last: CheckResult | None) -> str:
@@ -495,7 +522,7 @@ class StatusService:
                 notify=notify,
                 now=now,
             )
-        self.on_commit()
+        self._changed()
         return incident
 
     async def schedule_maintenance(
@@ -530,7 +557,7 @@ class StatusService:
                 auto_transition=auto_transition,
             )
         await self.tick_maintenance()  # a window that has already begun starts now
-        self.on_commit()
+        self._changed()
         return incident
 
     async def update_incident(
@@ -568,7 +595,7 @@ class StatusService:
                 notify=notify,
                 now=now,
             )
-        self.on_commit()
+        self._changed()
         return incident
 
     async def delete_incident(self, incident_id: str) -> None:
@@ -584,7 +611,7 @@ class StatusService:
                 comp = await session.get(StatusComponent, comp_id)
                 if comp is not None:
                     await self._refresh(session, comp, now)
-        self.on_commit()
+        self._changed()
 
     async def tick_maintenance(self) -> int:
         """Start maintenance whose window began and complete that whose window ended."""
@@ -621,7 +648,7 @@ class StatusService:
                 )
                 moved += 1
         if moved:
-            self.on_commit()
+            self._changed()
         return moved
 
     async def _known(self, session: AsyncSession, components: Sequence[str]) -> None:
@@ -746,9 +773,15 @@ class StatusService:
             affected.append(
                 {"code": comp.id, "name": comp.name, "old_status": old, "new_status": comp.status}
             )
+        count = await session.scalar(
+            select(func.count())
+            .select_from(IncidentUpdate)
+            .where(IncidentUpdate.incidentId == incident.id)
+        )
         update = IncidentUpdate(
             id=new_id(),
             incidentId=incident.id,
+            position=int(count or 0),
             status=incident.status,
             body=body,
             affected=json.dumps(affected),
@@ -854,6 +887,12 @@ class StatusService:
                     createdAt=now,
                 )
                 session.add(sub)
+            recent = sub.confirmSentAt is not None and now - sub.confirmSentAt < CONFIRM_COOLDOWN
+            if recent:
+                # The form must not become a way to flood an address with confirmations.
+                log.info("confirmation not sent again yet", extra={"subscriber": sub.id})
+                return
+            sub.confirmSentAt = now
             # A confirmed subscriber changes their choice through a new confirmation too.
             token = secrets.token_urlsafe(24)
             sub.confirmHash = digest(token)
@@ -871,7 +910,7 @@ class StatusService:
                     "token": token,
                 },
             )
-        self.on_commit()
+        self._changed()
 
     async def confirm(self, token: str) -> Subscriber:
         now = self.clock.now()
@@ -907,23 +946,32 @@ class StatusService:
     async def _samples(
         self, session: AsyncSession, comp_id: str, start: dt.datetime, end: dt.datetime
     ) -> list[uptime.Sample]:
-        before = await session.scalar(
-            select(CheckResult)
-            .where(CheckResult.componentId == comp_id, CheckResult.at < start)
-            .order_by(CheckResult.at.desc())
-            .limit(1)
-        )
-        rows = await session.scalars(
-            select(CheckResult)
-            .where(
-                CheckResult.componentId == comp_id,
-                CheckResult.at >= start,
-                CheckResult.at < end,
+        # Plain rows, not ORM objects: a day is 2,880 results at a 30 s interval.
+        cols = (CheckResult.at, CheckResult.ok, CheckResult.degraded, CheckResult.covers)
+        before = (
+            await session.execute(
+                select(*cols)
+                .where(CheckResult.componentId == comp_id, CheckResult.at < start)
+                .order_by(CheckResult.at.desc())
+                .limit(1)
             )
-            .order_by(CheckResult.at, CheckResult.id)
-        )
-        found = ([before] if before is not None else []) + list(rows.all())
-        return [uptime.Sample(r.at, r.ok, r.degraded, r.covers) for r in found]
+        ).first()
+        rows = (
+            await session.execute(
+                select(*cols)
+                .where(
+                    CheckResult.componentId == comp_id,
+                    CheckResult.at >= start,
+                    CheckResult.at < end,
+                )
+                .order_by(CheckResult.at, CheckResult.id)
+            )
+        ).all()
+        found = ([before] if before is not None else []) + list(rows)
+        return [
+            uptime.Sample(at, bool(ok), bool(degraded), covers)
+            for at, ok, degraded, covers in found
+        ]
 
     async def _maintenance_windows(
         self, session: AsyncSession, comp_id: str, now: dt.datetime
@@ -1073,34 +1121,31 @@ class StatusService:
             if since is not None:
                 stmt = stmt.where(Incident.updatedAt >= since)
             found = list((await session.scalars(stmt)).all())
-            out = []
-            for inc in found:
-                updates = (
-                    await session.scalars(
-                        select(IncidentUpdate)
-                        .where(IncidentUpdate.incidentId == inc.id)
-                        .order_by(IncidentUpdate.createdAt.desc(), IncidentUpdate.id)
-                    )
-                ).all()
-                comps = (
-                    await session.scalars(
-                        select(IncidentComponent).where(IncidentComponent.incidentId == inc.id)
-                    )
-                ).all()
-                out.append((inc, list(updates), list(comps)))
-            return out
+            return [await self._bundle(session, inc) for inc in found]
+
+    async def _bundle(
+        self, session: AsyncSession, inc: Incident
+    ) -> tuple[Incident, list[IncidentUpdate], list[IncidentComponent]]:
+        updates = await session.scalars(
+            select(IncidentUpdate)
+            .where(IncidentUpdate.incidentId == inc.id)
+            .order_by(IncidentUpdate.position.desc())
+        )
+        comps = await session.scalars(
+            select(IncidentComponent)
+            .where(IncidentComponent.incidentId == inc.id)
+            .order_by(IncidentComponent.componentId)
+        )
+        return inc, list(updates.all()), list(comps.all())
 
     async def incident(
         self, incident_id: str
     ) -> tuple[Incident, list[IncidentUpdate], list[IncidentComponent]]:
         async with self.db.session() as session:
             inc = await session.get(Incident, incident_id)
-        if inc is None:
-            raise NotFound("incident not found")
-        for found in await self.incidents(limit=1_000_000):
-            if found[0].id == incident_id:
-                return found
-        raise NotFound("incident not found")
+            if inc is None:
+                raise NotFound("incident not found")
+            return await self._bundle(session, inc)
 
     # -- administrators ----------------------------------------------------------------
 

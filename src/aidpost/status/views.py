@@ -168,6 +168,12 @@ async def incidents(svc: StatusService, *, kind: str, open_only: bool, limit: in
 
 
 async def summary(svc: StatusService) -> Json:
+    """The summary, computed at most once per ``cache_seconds`` (see the service)."""
+    result: Json = await svc.cached("summary", lambda: _summary(svc))
+    return result
+
+
+async def _summary(svc: StatusService) -> Json:
     comps = await svc.components()
     open_incidents = await incidents(svc, kind="incident", open_only=True)
     maintenances = await incidents(svc, kind="maintenance", open_only=True)

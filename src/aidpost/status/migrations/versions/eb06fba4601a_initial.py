@@ -1,8 +1,8 @@
 """initial
 
-Revision ID: dce6b5bd6be4
+Revision ID: eb06fba4601a
 Revises:
-Create Date: 2026-12-01 20:48:39.590495
+Create Date: 2026-12-01 21:12:08.190052
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 
 import aidpost.core.db
 
-revision: str = "dce6b5bd6be4"
+revision: str = "eb06fba4601a"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -88,6 +88,7 @@ def upgrade() -> None:
         sa.Column("confirm_hash", sa.String(length=64), nullable=True),
         sa.Column("unsubscribe_token", sa.String(length=64), nullable=False),
         sa.Column("confirmed_at", aidpost.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("confirm_sent_at", aidpost.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("created_at", aidpost.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_subscribers")),
         sa.UniqueConstraint("confirm_hash", name=op.f("uq_subscribers_confirm_hash")),
@@ -144,6 +145,7 @@ def upgrade() -> None:
         "incident_updates",
         sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("incident_id", sa.String(length=32), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(length=32), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("affected", sa.Text(), nullable=False),
