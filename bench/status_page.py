@@ -74,8 +74,8 @@ async def measure(base: str, requests: int, concurrency: int) -> None:
             t0 = time.perf_counter()
             sem = asyncio.Semaphore(concurrency)
 
-            async def one(p: str = path) -> float:
-                async with sem:
+            async def one(p: str = path, limit: asyncio.Semaphore = sem) -> float:
+                async with limit:
                     return await timed(client, p)
 
             together = sorted(await asyncio.gather(*(one() for _ in range(requests))))
