@@ -231,7 +231,8 @@ async def test_only_platform_administrators(api: Api) -> None:
               ("POST", "/incidents/x/updates"), ("DELETE", "/incidents/x"),
               ("POST", "/maintenances"), ("GET", "/subscribers"), ("DELETE", "/subscribers/x"),
               ("GET", "/webhooks"), ("POST", "/webhooks"), ("DELETE", "/webhooks/x"),
-              ("GET", "/webhooks/x/deliveries")]  # fmt: skip
+              ("GET", "/webhooks/x/deliveries"), ("GET", "/incident-templates"),
+              ("PUT", "/incident-templates/x"), ("DELETE", "/incident-templates/x")]  # fmt: skip
     staff_form = participant.replace("participant:", "organizer:", 1)
     for token in (None, "garbage", staff_form, participant, owner):
         for method, path in routes:
@@ -342,3 +343,62 @@ async def test_administration_refuses_bad_input(api: Api) -> None:
     assert r.status_code == 400
     r = await status_admin(api, "GET", "/incidents?kind=other", token)
     assert r.status_code == 400
+
+
+async def test_incident_templates(api: Api) -> None:
+    token = await admin_token(api)
+    template = {"name": "Emails are late", "body": "Our mail provider is slow; emails arrive late.",
+                "status": "identified", "impact": "minor",
+                "components": [{"id": "mailer", "status": "degraded_performance"}]}  # fmt: skip
+    r = await status_admin(api, "PUT", "/incident-templates/mail-slow", token, json=template)
+    assert r.status_code == 200, r.text
+    for path, body in (("/incident-templates/Bad Id", template),
+                       ("/incident-templates/x", {**template, "status": "resolved"}),
+                       ("/incident-templates/x", {**template, "components": [{"id": "nope"}]}),
+                       ("/incident-templates/x", {**template, "name": ""})):  # fmt: skip
+        r = await status_admin(api, "PUT", path, token, json=body)
+        assert r.status_code == 400, (path, body, r.text)
+    listed = (await status_admin(api, "GET", "/incident-templates", token)).json()
+    assert [t["id"] for t in listed] == ["mail-slow"]
+
+    r = await status_admin(api, "POST", "/incidents", token, json={"template": "mail-slow"})
+    assert r.status_code == 201, r.text
+    opened = r.json()
+    assert (opened["name"], opened["status"], opened["impact"]) == (
+        "Emails are late", "identified", "minor")  # fmt: skip
+    assert opened["incident_updates"][0]["body"] == template["body"]
+    assert [c["id"] for c in opened["components"]] == ["mailer"]
+    assert opened["components"][0]["status"] == "degraded_performance"
+    r = await status_admin(api, "POST", "/incidents", token,
+                           json={"template": "mail-slow", "name": "Emails are very late",
+                                 "components": []})  # fmt: skip
+    assert r.status_code == 201 and r.json()["name"] == "Emails are very late"
+    assert r.json()["components"] == []  # what is given wins over the template
+    r = await status_admin(api, "POST", "/incidents", token, json={"template": "nope"})
+    assert r.status_code == 400 and "does not exist" in r.json()["message"]
+    r = await status_admin(api, "POST", "/incidents", token, json={"body": "no name"})
+    assert r.status_code == 400
+    assert (
+        await status_admin(api, "DELETE", "/incident-templates/mail-slow", token)
+    ).status_code == 200
+    assert (
+        await status_admin(api, "DELETE", "/incident-templates/mail-slow", token)
+    ).status_code == 404
+
+
+async def test_history_pages(api: Api) -> None:
+    token = await admin_token(api)
+    for n in range(23):
+        body = {"name": f"Incident {n:02}", "body": "x", "notify": False}
+        r = await status_admin(api, "POST", "/incidents", token, json=body)
+        assert r.status_code == 201
+    first = await get(api, "/statuspage/history")
+    assert "Incident 22" in first.text and "Incident 03" in first.text
+    assert "Incident 02" not in first.text and 'rel="next"' in first.text
+    second = await get(api, "/statuspage/history?page=2")
+    assert "Incident 02" in second.text and "Incident 00" in second.text
+    assert 'rel="prev"' in second.text and 'rel="next"' not in second.text
+    assert "Nothing on this page." in (await get(api, "/statuspage/history?page=9")).text
+    for bad in ("0", "-1", "x", "10001", "9" * 40):
+        r = await api.client.get(f"/statuspage/history?page={bad}")
+        assert r.status_code == 400, bad

@@ -7,17 +7,19 @@ under ``/statuspage-api`` is for platform administrators only (others get 403)."
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from aidpost.core.deps import OrganizerPrincipal
-from aidpost.core.errors import BadRequest, Forbidden
+from aidpost.core.errors import BadRequest, Forbidden, NotFound
 from aidpost.core.validation import DateTime, Email, Text
 from aidpost.status import views
 from aidpost.status.models import (
     CheckResult,
+    IncidentTemplate,
     StatusComponent,
     Subscriber,
     Webhook,
@@ -347,12 +349,15 @@ class AffectedBody(BaseModel):
 
 
 class IncidentBody(BaseModel):
+    """An incident; with ``template``, what is not given comes from the template."""
+
     model_config = ConfigDict(extra="forbid")
-    name: Text(300)  # type: ignore[valid-type]
-    status: IncidentStatus = "investigating"
-    impact: Impact = "minor"
-    body: Text(10_000)  # type: ignore[valid-type]
-    components: list[AffectedBody] = Field(default_factory=list, max_length=200)
+    template: Slug | None = None
+    name: Text(300) | None = None  # type: ignore[valid-type]
+    status: IncidentStatus | None = None
+    impact: Impact | None = None
+    body: Text(10_000) | None = None  # type: ignore[valid-type]
+    components: list[AffectedBody] | None = Field(default=None, max_length=200)
     notify: bool = True
 
 
@@ -365,18 +370,86 @@ async def _incident_json(svc: StatusService, incident_id: str) -> Json:
 @admin.post("/incidents", operation_id="adminOpenIncident", status_code=201)
 async def open_incident(auth: Admin, body: IncidentBody) -> Json:
     svc, actor = auth
-    if body.status in ("resolved", "postmortem"):
+    name, text, status, impact = body.name, body.body, body.status, body.impact
+    affected = (
+        None if body.components is None else [Affected(a.id, a.status) for a in body.components]
+    )
+    if body.template is not None:
+        try:
+            template = await svc.template(body.template)
+        except NotFound:
+            raise BadRequest(f"template {body.template!r} does not exist") from None
+        name, text = name or template.name, text or template.body
+        status = status or template.status  # type: ignore[assignment]
+        impact = impact or template.impact  # type: ignore[assignment]
+        if affected is None:
+            affected = [Affected(a["id"], a["status"]) for a in json.loads(template.components)]
+    if not name or not text:
+        raise BadRequest("name and body are required (or a template that gives them)")
+    status = status or "investigating"
+    if status in ("resolved", "postmortem"):
         raise BadRequest("a new incident must be open (investigating, identified, monitoring)")
     inc = await svc.open_incident(
-        name=body.name,
-        status=body.status,
-        impact=body.impact,
-        body=body.body,
-        affected=[Affected(a.id, a.status) for a in body.components],
+        name=name,
+        status=status,
+        impact=impact or "minor",
+        body=text,
+        affected=affected or [],
         actor=actor,
         notify=body.notify,
     )
     return await _incident_json(svc, inc.id)
+
+
+class TemplateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Text(300)  # type: ignore[valid-type]
+    body: Text(10_000)  # type: ignore[valid-type]
+    status: Literal["investigating", "identified", "monitoring"] = "investigating"
+    impact: Impact = "minor"
+    components: list[AffectedBody] = Field(default_factory=list, max_length=200)
+
+
+def _template(t: IncidentTemplate) -> Json:
+    return {
+        "id": t.id,
+        "name": t.name,
+        "body": t.body,
+        "status": t.status,
+        "impact": t.impact,
+        "components": json.loads(t.components),
+        "updated_at": views.iso(t.updatedAt),
+    }
+
+
+@admin.get("/incident-templates", operation_id="adminListIncidentTemplates")
+async def templates(auth: Admin) -> list[Json]:
+    svc, _actor = auth
+    return [_template(t) for t in await svc.templates()]
+
+
+@admin.put("/incident-templates/{template_id}", operation_id="adminSaveIncidentTemplate")
+async def save_template(auth: Admin, template_id: str, body: TemplateBody) -> Json:
+    """Make or replace a template (ids: lower-case letters, digits and dashes)."""
+    svc, _actor = auth
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", template_id):
+        raise BadRequest("template id must be lower-case letters, digits and dashes")
+    saved = await svc.save_template(
+        template_id,
+        name=body.name,
+        body=body.body,
+        status=body.status,
+        impact=body.impact,
+        affected=[Affected(a.id, a.status) for a in body.components],
+    )
+    return _template(saved)
+
+
+@admin.delete("/incident-templates/{template_id}", operation_id="adminDeleteIncidentTemplate")
+async def delete_template(auth: Admin, template_id: str) -> Json:
+    svc, _actor = auth
+    await svc.delete_template(_key(template_id))
+    return {"deleted": True}
 
 
 class MaintenanceBody(BaseModel):

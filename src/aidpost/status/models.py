@@ -187,6 +187,22 @@ class IncidentUpdate(Base):
     createdAt: Mapped[dt.datetime] = mapped_column("created_at", UTCDateTime())
 
 
+class IncidentTemplate(Base):
+    """Prepared words for an incident that happens again (a name, a first update, an impact
+    and the components it usually affects), picked when opening one."""
+
+    __tablename__ = "incident_templates"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(32))
+    impact: Mapped[str] = mapped_column(String(16))
+    # JSON list of {id, status}.
+    components: Mapped[str] = mapped_column(Text, default="[]")
+    updatedAt: Mapped[dt.datetime] = mapped_column("updated_at", UTCDateTime())
+
+
 class Subscriber(Base):
     """An email subscriber: confirmed by a link (double opt-in); unsubscribed by one."""
 

@@ -152,6 +152,27 @@ async def status_page(svc: Service) -> HTMLResponse:
     )
 
 
+PER_PAGE = 20
+
+
+@router.get("/history", response_class=HTMLResponse, operation_id="statusHistory")
+async def history(svc: Service, page: int = 1) -> HTMLResponse:
+    """Every incident and maintenance, latest first, 20 to a page."""
+    if not 1 <= page <= 10_000:
+        raise BadRequest("page must be between 1 and 10000")
+    by_id = {c.id: c for c in await svc.components()}
+    found = await svc.incidents(limit=PER_PAGE + 1, offset=(page - 1) * PER_PAGE)
+    items = [views.incident(svc, i, u, c, by_id) for i, u, c in found[:PER_PAGE]]
+    return _html(
+        "history.html",
+        page_name=svc.page_name,
+        items=items,
+        page=page,
+        newer=page - 1 if page > 1 else None,
+        older=page + 1 if len(found) > PER_PAGE else None,
+    )
+
+
 @router.get("/style.css", operation_id="statusPageStyle", include_in_schema=False)
 async def style() -> Response:
     text = files("aidpost.status").joinpath("templates/style.css").read_text()

@@ -42,6 +42,7 @@ from aidpost.status.models import (
     CheckResult,
     Incident,
     IncidentComponent,
+    IncidentTemplate,
     IncidentUpdate,
     StatusComponent,
     StatusGroup,
@@ -306,6 +307,48 @@ class StatusService:
             if sub is None:
                 raise NotFound("subscriber not found")
             await session.delete(sub)
+
+    async def save_template(
+        self,
+        template_id: str,
+        *,
+        name: str,
+        body: str,
+        status: str,
+        impact: str,
+        affected: Sequence[Affected],
+    ) -> IncidentTemplate:
+        async with self.db.transaction() as session:
+            await self._known(session, [a.component for a in affected])
+            template = await session.get(IncidentTemplate, template_id)
+            if template is None:
+                template = IncidentTemplate(id=template_id)
+                session.add(template)
+            template.name, template.body, template.status = name, body, status
+            template.impact, template.updatedAt = impact, self.clock.now()
+            template.components = json.dumps(
+                [{"id": a.component, "status": a.status} for a in affected]
+            )
+        return template
+
+    async def templates(self) -> list[IncidentTemplate]:
+        async with self.db.session() as session:
+            rows = await session.scalars(select(IncidentTemplate).order_by(IncidentTemplate.id))
+            return list(rows.all())
+
+    async def template(self, template_id: str) -> IncidentTemplate:
+        async with self.db.session() as session:
+            template = await session.get(IncidentTemplate, template_id)
+        if template is None:
+            raise NotFound("template not found")
+        return template
+
+    async def delete_template(self, template_id: str) -> None:
+        async with self.db.transaction() as session:
+            template = await session.get(IncidentTemplate, template_id)
+            if template is None:
+                raise NotFound("template not found")
+            await session.delete(template)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -1111,9 +1154,15 @@ class StatusService:
         open_only: bool = False,
         since: dt.datetime | None = None,
         limit: int = 50,
+        offset: int = 0,
     ) -> list[tuple[Incident, list[IncidentUpdate], list[IncidentComponent]]]:
         async with self.db.session() as session:
-            stmt = select(Incident).order_by(Incident.createdAt.desc()).limit(limit)
+            stmt = (
+                select(Incident)
+                .order_by(Incident.createdAt.desc(), Incident.id)
+                .limit(limit)
+                .offset(offset)
+            )
             if kind:
                 stmt = stmt.where(Incident.kind == kind)
             if open_only:

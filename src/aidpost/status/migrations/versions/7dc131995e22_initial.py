@@ -1,8 +1,8 @@
 """initial
 
-Revision ID: eb06fba4601a
+Revision ID: 7dc131995e22
 Revises:
-Create Date: 2026-12-01 21:12:08.190052
+Create Date: 2026-12-01 21:19:38.669006
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 
 import aidpost.core.db
 
-revision: str = "eb06fba4601a"
+revision: str = "7dc131995e22"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -41,6 +41,17 @@ def upgrade() -> None:
         sa.Column("event_id", sa.String(length=64), nullable=False),
         sa.Column("handled_at", aidpost.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("event_id", name=op.f("pk_inbox")),
+    )
+    op.create_table(
+        "incident_templates",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("name", sa.String(length=300), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("status", sa.String(length=32), nullable=False),
+        sa.Column("impact", sa.String(length=16), nullable=False),
+        sa.Column("components", sa.Text(), nullable=False),
+        sa.Column("updated_at", aidpost.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_incident_templates")),
     )
     op.create_table(
         "incidents",
@@ -280,6 +291,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_incidents_auto_for"))
 
     op.drop_table("incidents")
+    op.drop_table("incident_templates")
     op.drop_table("inbox")
     op.drop_table("groups")
     op.drop_table("admins_view")
