@@ -161,7 +161,12 @@ class Cluster:
         for i in range(self.gateways):
             self.add(f"gateway{i + 1}", "messenger", AIDPOST_MESSENGER_ROLES="gateway")
         self.add("mailer", "mailer")
-        self.add("status", "status", AIDPOST_STATUS_COMPONENTS_FILE=str(self.status_config()))
+        self.add(
+            "status",
+            "status",
+            AIDPOST_STATUS_COMPONENTS_FILE=str(self.status_config()),
+            AIDPOST_STATUS_PUBLIC_URL=self.url,
+        )
         self.write_haproxy_config()
         self._wait_lb()
         return self

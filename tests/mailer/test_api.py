@@ -116,7 +116,7 @@ async def test_emails_can_be_found_read_cancelled_rescheduled_and_resent(api: Ap
         ("POST", "/emails/nope/reschedule", {"sendAt": "2026-01-01T00:00:00Z", "x": 1}, 400),
         ("POST", "/emails/nope/reschedule", "not json", 400),
         ("POST", "/emails/nope/resend", None, 404),
-        ("PUT", "/templates/nope", {"subject": "s", "text": "t"}, 404),
+        ("PUT", "/templates/Not A Name", {"subject": "s", "text": "t"}, 400),
         ("PUT", "/templates/agency-approved", {"subject": "", "text": "t"}, 400),
         ("PUT", "/templates/agency-approved", {"subject": "s", "text": "t" * 100_001}, 400),
         ("PUT", "/templates/agency-approved", {"subject": "{{ x", "text": "t"}, 400),
@@ -189,7 +189,7 @@ async def test_jobs_are_listed(api: Api) -> None:
         ("POST", "/emails/%00/resend", None, 404),
         ("POST", "/emails/%00/reschedule", {"sendAt": "2026-01-01T00:00:00Z"}, 404),
         ("GET", "/templates/%00", None, 404),
-        ("PUT", "/templates/%00", {"subject": "s", "text": "t"}, 404),
+        ("PUT", "/templates/%00", {"subject": "s", "text": "t"}, 400),
         ("PUT", "/templates/agency-approved", {"subject": "s\u0000", "text": "t"}, 400),
         ("PUT", "/templates/agency-approved", '{"subject": "s", "text": "\\ud800"}', 400),
     ],
@@ -222,3 +222,13 @@ async def test_only_the_superadmin_edits_templates_that_carry_secrets(api: Api) 
     assert r.status_code == 200
     r = await mailer(api, "PUT", "/templates/password-reset", root, json=body)
     assert r.status_code == 200
+
+
+async def test_a_new_template_for_an_own_job(api: Api) -> None:
+    admin = await admin_token(api)
+    body = {"subject": "Weekly check", "text": "The week from {{ occurrence }}."}
+    r = await mailer(api, "PUT", "/templates/weekly-check", admin, json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["edited"] is True
+    r = await mailer(api, "GET", "/templates/weekly-check", admin)
+    assert r.status_code == 200 and r.json()["subject"] == "Weekly check"

@@ -176,6 +176,7 @@ async def test_subscribing_through_the_api_and_the_form(api: Api) -> None:
     for body in ({"email": "nope"}, {"email": "a@example.org", "components": ["NOPE!"]},
                  {"email": "a@example.org", "components": ["unknown"]},
                  {"email": "a@example.org", "extra": 1}, {"email": "a\x00@example.org"},
+                 {"email": "a@example.org", "components": []},
                  {"email": "x" * 400 + "@example.org"}, {}, []):  # fmt: skip
         r = await api.client.post("/statuspage/api/v2/subscribers", json=body)
         assert r.status_code == 400, (body, r.text)
@@ -212,7 +213,9 @@ async def test_subscribing_through_the_api_and_the_form(api: Api) -> None:
     assert sorted(s["email"] for s in subs) == ["a@example.org", "b@example.org", "c@example.org"]
     assert all(s["confirmed_at"] is None for s in subs)  # nobody confirmed yet
 
-    assert (await api.client.get("/statuspage/confirm/wrong")).status_code == 404
+    r = await api.client.get("/statuspage/confirm/wrong")
+    assert r.status_code == 200 and 'method="post"' in r.text  # a button, not an action
+    assert (await api.client.post("/statuspage/confirm/wrong")).status_code == 404
     r = await api.client.get("/statuspage/unsubscribe/whatever")
     assert r.status_code == 200 and 'method="post"' in r.text  # a button, not an action
     r = await api.client.post("/statuspage/unsubscribe/whatever")
@@ -402,3 +405,34 @@ async def test_history_pages(api: Api) -> None:
     for bad in ("0", "-1", "x", "10001", "9" * 40):
         r = await api.client.get(f"/statuspage/history?page={bad}")
         assert r.status_code == 400, bad
+
+
+async def test_hostile_keys_and_text_find_nothing_and_break_nothing(api: Api) -> None:
+    token = await admin_token(api)
+    long = "/statuspage/components/" + "x" * 5000
+    for path in ("/statuspage/incidents/%00", "/statuspage/components/%00",
+                 "/statuspage/badge/%00/status.svg", "/statuspage/badge/%00/uptime.svg",
+                 "/statuspage/incidents/%C5%BC", long):  # fmt: skip
+        r = await api.client.get(path)
+        assert r.status_code == 404, (path, r.text)
+    for path in ("/statuspage/unsubscribe/%00", "/statuspage/confirm/%00",
+                 "/statuspage/confirm/" + "x" * 5000):  # fmt: skip
+        r = await api.client.post(path)
+        assert r.status_code in (200, 404), (path, r.text)
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    r = await api.client.post(
+        "/statuspage/subscribe", content=b"email=c%40example.org&component=%00", headers=form
+    )
+    assert r.status_code == 400
+    for url in ("http://[::1", "http://xn--ls8h-/", "https:// x", "http://"):
+        r = await status_admin(api, "POST", "/webhooks", token, json={"url": url})
+        assert r.status_code == 400, url
+        body = {"id": "site", "name": "Site", "kind": "http", "target": url}
+        r = await status_admin(api, "POST", "/components", token, json=body)
+        assert r.status_code == 400, url
+    # Control characters in an incident do not break the feed.
+    r = await status_admin(api, "POST", "/incidents", token,
+                           json={"name": "Esc \x1b and \x0c", "body": "bell \x07"})  # fmt: skip
+    assert r.status_code == 201, r.text
+    feed = feedparser.parse((await get(api, "/statuspage/history.atom")).content)
+    assert feed.bozo == 0 and feed.entries[0].title.startswith("Esc")

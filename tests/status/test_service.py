@@ -178,7 +178,7 @@ async def _subscriber(world: StatusWorld, email: str, components: list[str] | No
     await world.service.subscribe(email, components)
     confirm = (await world.published("status.subscriber.confirm.v1"))[-1]
     assert confirm["email"] == email
-    await world.service.confirm(confirm["token"])
+    await world.service.confirm(confirm["confirmUrl"].rsplit("/", 1)[1])
     return str(confirm["subscriber"])
 
 
@@ -215,13 +215,17 @@ async def test_a_confirmation_link_works_once_and_a_new_one_replaces_it(
     world: StatusWorld,
 ) -> None:
     await world.service.subscribe("a@example.org", ["api"])
-    first = (await world.published("status.subscriber.confirm.v1"))[-1]["token"]
+    first = (await world.published("status.subscriber.confirm.v1"))[-1]["confirmUrl"].rsplit(
+        "/", 1
+    )[1]
     world.clock.advance(299)
     await world.service.subscribe("a@example.org", ["api"])  # no flood of confirmations
     assert len(await world.published("status.subscriber.confirm.v1")) == 1
     world.clock.advance(1)
     await world.service.subscribe("A@example.org", ["chat"])  # same address, new choice
-    second = (await world.published("status.subscriber.confirm.v1"))[-1]["token"]
+    second = (await world.published("status.subscriber.confirm.v1"))[-1]["confirmUrl"].rsplit(
+        "/", 1
+    )[1]
     with pytest.raises(NotFound):
         await world.service.confirm(first)
     sub = await world.service.confirm(second)
@@ -285,3 +289,102 @@ async def test_configuration_is_synchronised_and_operators_components_stay(
     ids = [c.id for c in await world.service.components()]
     assert sorted(ids) == ["api", "website"]
     assert [g.id for g in await world.service.groups()] == ["services"]
+
+
+async def test_an_automatic_incident_resolved_by_hand_stays_resolved(world: StatusWorld) -> None:
+    world.set("api", ok=False)
+    await world.run(8)
+    [(incident, _u, _c)] = await world.service.incidents(kind="incident")
+    await world.service.update_incident(
+        incident.id, status="resolved", body="Known; we take it from here.",
+        affected=None, impact=None, actor="staff:1",
+    )  # fmt: skip
+    await world.run(10)  # still down: no second automatic incident in this run of failures
+    assert len(await world.service.incidents(kind="incident")) == 1
+    world.set("api")
+    await world.run(1)
+    world.set("api", ok=False)
+    await world.run(8)  # a new run of failures: a new incident
+    assert len(await world.service.incidents(kind="incident")) == 2
+
+
+async def test_a_maintenance_that_never_began_leaves_uptime_alone(world: StatusWorld) -> None:
+    world.set("api", ok=False)
+    m = await world.service.schedule_maintenance(
+        name="Later", body="b", scheduled_for=T0 + dt.timedelta(days=2),
+        scheduled_until=T0 + dt.timedelta(days=2, hours=1), components=["api"], actor="a",
+    )  # fmt: skip
+    await world.run(30)
+    await world.service.update_incident(
+        m.id, status="completed", body="Done early?", affected=None, impact=None, actor="a"
+    )
+    t = await world.service.tally("api", T0, world.clock.now())
+    assert t.maintenance == 0 and t.down > 0
+
+
+async def test_a_maintenance_cancelled_while_in_progress_keeps_its_window(
+    world: StatusWorld,
+) -> None:
+    m = await world.service.schedule_maintenance(
+        name="Now", body="b", scheduled_for=T0, scheduled_until=T0 + dt.timedelta(hours=1),
+        components=["api"], actor="a",
+    )  # fmt: skip
+    world.set("api", ok=False)
+    await world.run(20)
+    await world.service.update_incident(
+        m.id, status="cancelled", body="Stopped.", affected=None, impact=None, actor="a"
+    )
+    t = await world.service.tally("api", T0, T0 + dt.timedelta(minutes=20))
+    assert t.maintenance == pytest.approx(20 * 60) and t.down == 0
+
+
+async def test_a_reopened_incident_is_open_again(world: StatusWorld) -> None:
+    inc = await world.service.open_incident(
+        name="x", status="investigating", impact="minor", body="b",
+        affected=[Affected("phones", "major_outage")], actor="a",
+    )  # fmt: skip
+    for status in ("resolved", "identified"):
+        await world.service.update_incident(
+            inc.id, status=status, body=status, affected=None, impact=None, actor="a"
+        )
+    found, _u, _c = await world.service.incident(inc.id)
+    assert found.resolvedAt is None and await world.status("phones") == "major_outage"
+
+
+async def test_an_incident_can_put_a_component_under_maintenance(world: StatusWorld) -> None:
+    await world.service.open_incident(
+        name="Works", status="identified", impact="none", body="b",
+        affected=[Affected("phones", "under_maintenance")], actor="a",
+    )  # fmt: skip
+    assert await world.status("phones") == "under_maintenance"
+
+
+async def test_the_cache_never_keeps_what_a_change_overtook(world: StatusWorld) -> None:
+    calls = 0
+
+    async def slow() -> int:
+        nonlocal calls
+        calls += 1
+        await world.service.open_incident(
+            name="meanwhile", status="investigating", impact="minor", body="b",
+            affected=[], actor="a",
+        )  # fmt: skip
+        return calls
+
+    assert await world.service.cached("k", slow) == 1
+    assert await world.service.cached("k", slow) == 2  # the first was not kept
+
+    async def plain() -> int:
+        return 42
+
+    assert await world.service.cached("p", plain) == 42
+    assert await world.service.cached("p", slow) == 42  # kept now
+
+
+async def test_two_subscriptions_of_one_address_at_once(world: StatusWorld) -> None:
+    import asyncio
+
+    await asyncio.gather(
+        *(world.service.subscribe(a, None) for a in ("x@example.org", "X@example.org") * 3)
+    )
+    assert len(await world.service.subscribers()) == 1

@@ -92,3 +92,11 @@ def test_tallies_add_up() -> None:
 
 def test_empty_window() -> None:
     assert tally(every(0, 10), at(10), at(10)) == Tally()
+
+
+def test_link_tokens_are_hidden_in_the_access_log() -> None:
+    from aidpost.core.http import _redacted
+
+    assert _redacted("/statuspage/confirm/abc_DEF-123") == "/statuspage/confirm/[hidden]"
+    assert _redacted("/statuspage/unsubscribe/xyz") == "/statuspage/unsubscribe/[hidden]"
+    assert _redacted("/statuspage/components/api") == "/statuspage/components/api"

@@ -86,3 +86,17 @@ def test_signature_format() -> None:
     assert header.startswith("t=1700000000,v1=") and len(header.split("v1=")[1]) == 64
     assert verify("s3cret", header, b'{"a":1}')
     assert not verify("s3cret", "t=x,v1=00", b"{}") and not verify("s3cret", "garbage", b"{}")
+
+
+async def test_a_webhook_that_cannot_be_sent_to_holds_back_no_other(world: StatusWorld) -> None:
+    async with http_server() as receiver:
+        receiver.routes["/ok"] = (200, b"", 0.0)
+        await world.service.add_webhook("http://xn--ls8h-/", None)  # stored before validation
+        await world.service.add_webhook(receiver.url + "/ok", None)
+        sender = WebhookSender(world.db, world.clock)
+        try:
+            await incident(world, "chat")
+            assert await sender.deliver_due() == 2
+            assert [r.path for r in receiver.received] == ["/ok"]
+        finally:
+            await sender.close()

@@ -9,6 +9,7 @@ routes ``/status``, ``/version``, ``/metrics``, ``/docs`` and ``/openapi.json``.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -39,6 +40,12 @@ from aidpost.core import errors, logs
 from aidpost.core.settings import CoreSettings
 
 access_log = logging.getLogger("aidpost.access")
+# Paths that carry a secret (a link's token) in their last segment.
+_SECRET_PATHS = re.compile(r"^(/statuspage/(?:confirm|unsubscribe)/)[^/]+$")
+
+
+def _redacted(path: str) -> str:
+    return _SECRET_PATHS.sub(r"\1[hidden]", path)
 
 
 @dataclass(frozen=True)
@@ -100,7 +107,7 @@ class ObservabilityMiddleware:
                 "request",
                 extra={
                     "method": method,
-                    "path": scope.get("path"),
+                    "path": _redacted(scope.get("path", "")),
                     "status": status,
                     "duration_ms": round(elapsed * 1000, 2),
                 },

@@ -4,6 +4,7 @@ list the jobs."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from aidpost.core.deps import OrganizerPrincipal
 from aidpost.core.errors import BadRequest, Forbidden
 from aidpost.core.validation import parse_datetime
+from aidpost.mailer.jobs import Job
 from aidpost.mailer.models import STATES, EmailLog, ScheduledEmail, Template
 from aidpost.mailer.service import ADMIN_ROLES, SUPERADMIN_ROLE, Filters, MailerService
 from aidpost.mailer.templates import Parts, TemplateProblem
@@ -185,6 +187,11 @@ async def save_template(request: Request, admin: Admin, name: str, body: Templat
     return _template(saved)
 
 
+def _next_run(job: Job, now: dt.datetime) -> str | None:
+    moment = job.schedule.next_after(now) if job.schedule else None
+    return moment.isoformat() if moment else None
+
+
 @router.get("/jobs", operation_id="listJobs")
 async def list_jobs(admin: Admin) -> list[Json]:
     svc, _actor = admin
@@ -192,7 +199,10 @@ async def list_jobs(admin: Admin) -> list[Json]:
         {
             "name": j.name,
             "description": j.description,
-            "event": j.event,
+            "event": j.event or None,
+            "schedule": j.schedule.text if j.schedule else None,
+            "timezone": j.schedule.zone.key if j.schedule else None,
+            "nextRun": _next_run(j, svc.clock.now()),
             "template": j.template,
             "cancelledBy": sorted({c.event for c in j.cancellers}),
             "maxAttempts": j.max_attempts,

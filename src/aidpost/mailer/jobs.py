@@ -24,6 +24,8 @@ from typing import Any
 import jsonschema
 
 from aidpost.core.validation import parse_datetime
+from aidpost.mailer import cron
+from aidpost.mailer.cron import Cron
 
 ROLES = {"owner": 2, "manager": 3, "support": 4}
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
@@ -119,6 +121,9 @@ class Job:
     # Context names dropped from the stored email once it is sent, failed or cancelled
     # (a password link's token).
     secret: tuple[str, ...] = ()
+    # A job triggered by a schedule instead of a bus event (``event`` is then "").
+    schedule: Cron | None = None
+    grace: dt.timedelta = dt.timedelta(hours=1)
 
     def when(
         self, root: Mapping[str, Any], now: dt.datetime
@@ -198,10 +203,23 @@ def parse(raw: Any, origin: str) -> Job:
         raise JobError(f"{origin}: at {where}: {first.message}")
     _check_paths(raw, origin)
     send = raw.get("send", {})
+    trigger = raw["trigger"]
+    schedule = None
+    if "schedule" in trigger:
+        if "if" in trigger:
+            raise JobError(f"{origin}: at trigger: a schedule takes no conditions")
+        try:
+            schedule = cron.parse(trigger["schedule"], trigger.get("timezone", "UTC"))
+        except cron.CronError as exc:
+            raise JobError(f"{origin}: at trigger/schedule: {exc}") from None
+    elif "timezone" in trigger or "grace" in trigger:
+        raise JobError(f"{origin}: at trigger: timezone and grace go with a schedule")
     return Job(
         name=raw["name"],
         description=raw.get("description", ""),
-        event=raw["trigger"]["event"],
+        event=trigger.get("event", ""),
+        schedule=schedule,
+        grace=duration(trigger["grace"]) if "grace" in trigger else dt.timedelta(hours=1),
         conditions=tuple(raw["trigger"].get("if", [])),
         source=raw["source"],
         send_at=send.get("at", "now"),

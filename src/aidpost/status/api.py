@@ -10,6 +10,7 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
+import httpx
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -26,6 +27,7 @@ from aidpost.status.models import (
     WebhookDelivery,
 )
 from aidpost.status.service import Affected, StatusService
+from aidpost.status.service import key as _key
 
 public = APIRouter(prefix="/statuspage/api/v2", tags=["status page"])
 admin = APIRouter(prefix="/statuspage-api", tags=["status page administration"])
@@ -161,13 +163,6 @@ async def _admin(request: Request, principal: OrganizerPrincipal) -> tuple[Statu
 Admin = Annotated[tuple[StatusService, str], Depends(_admin)]
 
 
-def _key(value: str) -> str:
-    """An id as stored (ASCII, short, no NUL); anything else finds nothing."""
-    if not value.isascii() or "\x00" in value or len(value) > 64:
-        return "-"
-    return value
-
-
 def _component(c: StatusComponent) -> Json:
     return {
         **views.component(c),
@@ -186,6 +181,16 @@ def _component(c: StatusComponent) -> Json:
         "last_check_at": views.iso(c.lastCheckAt),
         "failures": c.failures,
     }
+
+
+def _url(text: str) -> bool:
+    """An http(s) URL httpx can send to (a host, no spaces, a valid IDNA name)."""
+    if not text.startswith(("http://", "https://")) or any(c.isspace() for c in text):
+        return False
+    try:
+        return bool(httpx.URL(text).host)
+    except (httpx.InvalidURL, ValueError):
+        return False
 
 
 class Expect(BaseModel):
@@ -220,7 +225,7 @@ class ComponentBody(BaseModel):
             return self
         if not self.target:
             raise ValueError("target is required for http, tcp and tls checks")
-        if self.kind == "http" and not self.target.startswith(("http://", "https://")):
+        if self.kind == "http" and not _url(self.target):
             raise ValueError("target must be an http:// or https:// URL")
         if self.kind in ("tcp", "tls"):
             host, sep, port = self.target.rpartition(":")
@@ -575,7 +580,7 @@ class WebhookBody(BaseModel):
 
     @model_validator(mode="after")
     def _url(self) -> WebhookBody:
-        if not self.url.startswith(("http://", "https://")) or any(c.isspace() for c in self.url):
+        if not _url(self.url):
             raise ValueError("url must be an http:// or https:// URL")
         return self
 

@@ -63,7 +63,7 @@ async def run(spec: Spec, client: httpx.AsyncClient) -> Outcome:
                 return Outcome(True, None, "not checked (manual)")
     except TimeoutError:
         return Outcome(False, None, f"no answer within {spec.timeout:g} s")
-    except (OSError, httpx.HTTPError, ssl.SSLError, ValueError) as exc:
+    except Exception as exc:  # whatever goes wrong is the check failing, never the prober
         text = str(exc) or type(exc).__name__
         return Outcome(False, None, f"{type(exc).__name__}: {text}"[:500])
     ms = (time.perf_counter() - started) * 1000
@@ -91,9 +91,10 @@ async def _http(spec: Spec, client: httpx.AsyncClient) -> Outcome:
 def _named_check(response: httpx.Response, name: str) -> str:
     """One check of an aidpost ``/status`` body: "ok: …" or why not."""
     try:
-        body = json.loads(response.content)
-        check = body["checks"][name]
-    except (ValueError, KeyError, TypeError):
+        check = json.loads(response.content)["checks"][name]
+    except (ValueError, KeyError, TypeError, IndexError):
+        check = None
+    if not isinstance(check, dict):
         return f"HTTP {response.status_code}: no check {name!r} in the answer"
     if check.get("ok") is True:
         return f"ok: {check.get('detail', '')}"

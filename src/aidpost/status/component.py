@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter
+from sqlalchemy.exc import IntegrityError
 
 from aidpost.core.bus import Subscription
 from aidpost.core.component import database_check
@@ -68,7 +69,11 @@ class StatusComponent:
 
     async def start(self) -> None:
         await upgrade(self.db, HISTORY)
-        await self.service.sync(config.configured(self.rt.settings, self.served))
+        groups = config.configured(self.rt.settings, self.served)
+        try:
+            await self.service.sync(groups)
+        except IntegrityError:  # another replica synchronised at the same moment
+            await self.service.sync(groups)
         self.relay.start_background()
         self.admins.start_background()
         if self.rt.settings.status.prober:

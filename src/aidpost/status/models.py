@@ -150,6 +150,9 @@ class Incident(Base):
     # Maintenance: move to in_progress / completed by the clock.
     autoTransition: Mapped[bool] = mapped_column("auto_transition", Boolean, default=True)
     startedAt: Mapped[dt.datetime] = mapped_column("started_at", UTCDateTime())
+    # Maintenance: when it really went in progress (None: it never did). Its window, left
+    # out of uptime, runs from here to resolvedAt.
+    beganAt: Mapped[dt.datetime | None] = mapped_column("began_at", UTCDateTime())
     monitoringAt: Mapped[dt.datetime | None] = mapped_column("monitoring_at", UTCDateTime())
     resolvedAt: Mapped[dt.datetime | None] = mapped_column("resolved_at", UTCDateTime())
     createdAt: Mapped[dt.datetime] = mapped_column("created_at", UTCDateTime())
@@ -209,7 +212,9 @@ class Subscriber(Base):
     __tablename__ = "subscribers"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    email: Mapped[str] = mapped_column(String(320), unique=True)
+    email: Mapped[str] = mapped_column(String(320))
+    # The address in lower case: one subscriber per address, whatever its spelling.
+    emailKey: Mapped[str] = mapped_column("email_key", String(320), unique=True)
     # JSON list of component ids, or null for every component.
     components: Mapped[str | None] = mapped_column(Text)
     # The choice waiting for its confirmation: JSON {"components": [...] | null}.

@@ -8,6 +8,7 @@ Content-Security-Policy (no scripts at all; our own stylesheet; forms post to us
 from __future__ import annotations
 
 import datetime as dt
+import re
 import xml.etree.ElementTree as ET
 from importlib.resources import files
 from typing import Annotated, Any
@@ -19,7 +20,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from aidpost.core.errors import ApiError, BadRequest, NotFound
 from aidpost.status import views
-from aidpost.status.service import StatusService
+from aidpost.status.service import StatusService, key
 from aidpost.status.uptime import Tally
 
 router = APIRouter(prefix="/statuspage", tags=["status page"], include_in_schema=True)
@@ -153,6 +154,7 @@ async def status_page(svc: Service) -> HTMLResponse:
 
 
 PER_PAGE = 20
+SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 
 
 @router.get("/history", response_class=HTMLResponse, operation_id="statusHistory")
@@ -185,9 +187,8 @@ async def style() -> Response:
 
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse, operation_id="statusIncident")
 async def incident_page(svc: Service, incident_id: str) -> HTMLResponse:
-    key = incident_id if incident_id.isascii() and len(incident_id) <= 64 else "-"
     try:
-        inc, updates, comps = await svc.incident(key)
+        inc, updates, comps = await svc.incident(key(incident_id))
     except NotFound:
         return _html("message.html", 404, title="Not found", text="There is no such incident.")
     by_id = {c.id: c for c in await svc.components()}
@@ -200,9 +201,8 @@ async def incident_page(svc: Service, incident_id: str) -> HTMLResponse:
 )
 async def component_page(svc: Service, component_id: str) -> HTMLResponse:
     """One component: status, uptime, and its response times over 24 hours."""
-    key = component_id if component_id.isascii() and len(component_id) <= 64 else "-"
     try:
-        comp = await svc.component(key)
+        comp = await svc.component(key(component_id))
     except NotFound:
         return _html("message.html", 404, title="Not found", text="There is no such component.")
     points = await svc.response_times(comp.id)
@@ -243,6 +243,8 @@ async def subscribe_form(request: Request, svc: Service) -> HTMLResponse:
         form = await _form(request)
         email = (form.get("email") or [""])[0].strip()
         chosen = form.get("component") or None
+        if chosen and not all(SLUG.fullmatch(c) for c in chosen):
+            raise BadRequest("component: not a component of this page")
         if not email:
             raise BadRequest("email must not be empty")
         if len(email) > 320 or "\x00" in email:
@@ -260,10 +262,22 @@ async def subscribe_form(request: Request, svc: Service) -> HTMLResponse:
     )
 
 
-@router.get("/confirm/{token}", response_class=HTMLResponse, operation_id="statusConfirm")
+@router.get("/confirm/{token}", response_class=HTMLResponse, operation_id="statusConfirmPage")
+async def confirm_page(token: str) -> HTMLResponse:
+    """A button, not an action: mail scanners follow links, people press buttons."""
+    return _html(
+        "button.html",
+        title="Confirm your subscription",
+        text="Receive emails about incidents and maintenance of this status page?",
+        action=f"/statuspage/confirm/{key(token)}",
+        button="Confirm",
+    )
+
+
+@router.post("/confirm/{token}", response_class=HTMLResponse, operation_id="statusConfirm")
 async def confirm(svc: Service, token: str) -> HTMLResponse:
     try:
-        sub = await svc.confirm(token[:200])
+        sub = await svc.confirm(key(token))
     except NotFound:
         return _html(
             "message.html",
@@ -284,8 +298,14 @@ async def confirm(svc: Service, token: str) -> HTMLResponse:
 
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse, operation_id="statusUnsubscribe")
 async def unsubscribe_page(token: str) -> HTMLResponse:
-    """A button, not an action: mail scanners follow links, people press buttons."""
-    return _html("unsubscribe.html", token=token[:200])
+    """A button, not an action (as the confirmation)."""
+    return _html(
+        "button.html",
+        title="Unsubscribe",
+        text="Stop all emails from this status page?",
+        action=f"/statuspage/unsubscribe/{key(token)}",
+        button="Unsubscribe",
+    )
 
 
 @router.post(
@@ -293,7 +313,7 @@ async def unsubscribe_page(token: str) -> HTMLResponse:
 )
 async def unsubscribe(svc: Service, token: str) -> HTMLResponse:
     """One-click unsubscribe (RFC 8058 ``List-Unsubscribe-Post`` posts here too)."""
-    await svc.unsubscribe(token[:200])
+    await svc.unsubscribe(key(token))
     return _html(
         "message.html",
         200,
@@ -306,6 +326,8 @@ async def unsubscribe(svc: Service, token: str) -> HTMLResponse:
 # -- feed and badges -----------------------------------------------------------------------
 
 ATOM = "http://www.w3.org/2005/Atom"
+# Characters XML 1.0 cannot carry (control characters but tab, newline, return).
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 @router.get("/history.atom", operation_id="statusFeed")
@@ -323,7 +345,7 @@ async def feed(svc: Service) -> Response:
     def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
         el = ET.SubElement(parent, f"{{{ATOM}}}{tag}", attrs)
         if text is not None:
-            el.text = text
+            el.text = _XML_ILLEGAL.sub("\ufffd", text)
         return el
 
     sub(root, "id", f"{base}/history.atom")
@@ -366,8 +388,7 @@ def _badge(label: str, value: str, colour: str) -> Response:
 
 @router.get("/badge/{component_id}/status.svg", operation_id="statusBadge")
 async def status_badge(svc: Service, component_id: str) -> Response:
-    key = component_id if component_id.isascii() and len(component_id) <= 64 else "-"
-    comp = await svc.component(key)
+    comp = await svc.component(key(component_id))
     return _badge(comp.name[:40], views.LABELS[comp.status].lower(), COLOURS[comp.status])
 
 
@@ -375,8 +396,7 @@ async def status_badge(svc: Service, component_id: str) -> Response:
 async def uptime_badge(svc: Service, component_id: str, window: str = "30d") -> Response:
     if window not in ("24h", "7d", "30d", "90d"):
         raise BadRequest("window must be one of 24h, 7d, 30d, 90d")
-    key = component_id if component_id.isascii() and len(component_id) <= 64 else "-"
-    comp = await svc.component(key)
+    comp = await svc.component(key(component_id))
     value = (await svc.uptimes(comp.id))[window]
     if value is None:
         colour = COLOURS["nodata"]

@@ -45,6 +45,7 @@ class Prober:
         self._stop = asyncio.Event()
         self._last_prune: float | None = None
         self._tallying: asyncio.Task[None] | None = None
+        self._delivering: asyncio.Task[None] | None = None
         self.leader = False
 
     async def _check(self, spec: Spec) -> Outcome:
@@ -52,27 +53,38 @@ class Prober:
             self._client = httpx.AsyncClient(headers={"User-Agent": "aidpost-status-prober"})
         return await checks.run(spec, self._client)
 
-    async def _one(self, component_id: str, spec: Spec) -> None:
+    async def _check_one(self, spec: Spec) -> Outcome:
         async with self._limit:
-            outcome = await self.checker(spec)
-        await self.service.record(component_id, outcome)
+            return await self.checker(spec)
+
+    def _ttl_ms(self, timeout: float) -> int:
+        # Long enough for the slowest check of a pass, so the lease outlives the pass.
+        return int(max(5.0, self.tick_seconds * 5, 2 * timeout + self.tick_seconds + 1) * 1000)
 
     async def tick(self) -> int:
         """One pass, if this process holds the prober lease; returns the checks run."""
-        ttl_ms = int(max(5.0, self.tick_seconds * 5) * 1000)
-        self.leader = await self.bus.lease(LEASE, self.owner, ttl_ms)
+        due = await self.service.due()
+        longest = max((c.timeoutSeconds for c in due), default=5.0)
+        self.leader = await self.bus.lease(LEASE, self.owner, self._ttl_ms(longest))
         if not self.leader:
             return 0
-        due = await self.service.due()
-        results = await asyncio.gather(
-            *(self._one(c.id, self.service.spec(c)) for c in due), return_exceptions=True
+        outcomes = await asyncio.gather(
+            *(self._check_one(self.service.spec(c)) for c in due), return_exceptions=True
         )
-        for comp, result in zip(due, results, strict=True):
-            if isinstance(result, BaseException):
-                log.error("check failed to run", extra={"component": comp.id}, exc_info=result)
+        # Record only while still the prober: another may have taken over meanwhile.
+        self.leader = await self.bus.lease(LEASE, self.owner, self._ttl_ms(longest))
+        if not self.leader:
+            log.warning("prober lease lost during a pass; its results are dropped")
+            return 0
+        for comp, outcome in zip(due, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log.error("check failed to run", extra={"component": comp.id}, exc_info=outcome)
+                outcome = Outcome(False, None, f"the check could not run: {outcome!r}"[:500])
+            await self.service.record(comp.id, outcome)
         await self.service.tick_maintenance()
-        if self.webhooks is not None:
-            await self.webhooks.deliver_due()
+        if self.webhooks is not None and (self._delivering is None or self._delivering.done()):
+            # Apart from the checks: a receiver that never answers must not delay them.
+            self._delivering = asyncio.create_task(self._deliver(), name="status-webhooks")
         loop_time = asyncio.get_running_loop().time()
         if self._last_prune is None or loop_time - self._last_prune > 3600:
             self._last_prune = loop_time
@@ -82,6 +94,14 @@ class Prober:
                 # the checks, which must not wait either.
                 self._tallying = asyncio.create_task(self._tally_days(), name="status-tallies")
         return len(due)
+
+    async def _deliver(self) -> None:
+        assert self.webhooks is not None
+        try:
+            while await self.webhooks.deliver_due() > 0:
+                pass
+        except Exception:
+            log.exception("webhook deliveries failed")
 
     async def _tally_days(self) -> None:
         try:
@@ -114,10 +134,11 @@ class Prober:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
-        if self._tallying is not None:
-            self._tallying.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._tallying
+        for task in (self._tallying, self._delivering):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         with contextlib.suppress(Exception):
             await self.bus.release(LEASE, self.owner)
         if self._client is not None:

@@ -27,6 +27,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aidpost.core.bus import Event as BusEvent
@@ -76,6 +77,13 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+def key(value: str) -> str:
+    """An id or token as stored (ASCII, short, no NUL); anything else finds nothing."""
+    if not value.isascii() or "\x00" in value or len(value) > 64:
+        return "-"
+    return value
+
+
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -102,6 +110,7 @@ class StatusService:
         page_name: str,
         on_commit: Callable[[], None] = lambda: None,
         cache_seconds: float = 5.0,
+        slack_seconds: float = 1.0,
     ) -> None:
         self.db, self.clock = db, clock
         self.public_url = public_url.rstrip("/")
@@ -110,20 +119,26 @@ class StatusService:
         # What the public reads, kept for a few seconds: a status page is read far more
         # often than it changes. Every change here clears it.
         self.cache_seconds = cache_seconds
+        self.slack_seconds = slack_seconds
         self._cache: dict[str, tuple[float, Any]] = {}
+        self._generation = 0
 
     def _changed(self) -> None:
+        self._generation += 1
         self._cache.clear()
         self.on_commit()
 
     async def cached(self, key: str, factory: Callable[[], Awaitable[Any]]) -> Any:
-        """``factory()``'s value, computed at most once per ``cache_seconds``."""
+        """``factory()``'s value, computed at most once per ``cache_seconds``. A value whose
+        computation overlapped a change is served to its caller but not kept."""
         hit = self._cache.get(key)
         now = time.monotonic()
         if hit is not None and now - hit[0] < self.cache_seconds:
             return hit[1]
+        generation = self._generation
         value = await factory()
-        self._cache[key] = (now, value)
+        if generation == self._generation:
+            self._cache[key] = (now, value)
         return value
 
     # -- configuration -----------------------------------------------------------------
@@ -413,7 +428,8 @@ class StatusService:
                     ok=outcome.ok,
                     degraded=outcome.degraded,
                     responseMs=outcome.ms,
-                    covers=float(comp.intervalSeconds),
+                    # A check is late by up to a tick and its own duration.
+                    covers=float(comp.intervalSeconds) + comp.timeoutSeconds + self.slack_seconds,
                     detail=outcome.detail[:1000],
                 )
             )
@@ -424,10 +440,14 @@ class StatusService:
                 comp.failures = (comp.failures or 0) + 1
                 if comp.downSince is None:
                     comp.downSince = now
+            before = comp.status
             await self._auto_incident(session, comp, now)
             await self._refresh(session, comp, now)
             status = comp.status
-        self._changed()
+        if status != before or session.info.get("incident_changed"):
+            self._changed()  # what the public reads changed (uptime figures may lag 5 s)
+        else:
+            self.on_commit()
         return status
 
     def _checked_status(self, comp: StatusComponent, last: CheckResult | None) -> str:
@@ -463,7 +483,10 @@ class StatusService:
                 )
             )
             checked = "operational" if comp.kind == "manual" else self._checked_status(comp, last)
-            status = _worst([checked, *from_incidents.all()])
+            given = list(from_incidents.all())
+            status = _worst([checked, *given])
+            if status == "operational" and "under_maintenance" in given:
+                status = "under_maintenance"
         if status != comp.status:
             log.info(
                 "component status",
@@ -509,7 +532,13 @@ class StatusService:
         down = comp.failures >= max(1, comp.failureThreshold) and comp.downSince is not None
         if down and open_auto is None and comp.downSince is not None:
             minutes = (now - comp.downSince).total_seconds() / 60
-            if minutes >= comp.autoIncidentMinutes and not comp.manualStatus:
+            # One per run of failures: one an administrator resolved stays resolved.
+            earlier = await session.scalar(
+                select(func.count())
+                .select_from(Incident)
+                .where(Incident.autoFor == comp.id, Incident.createdAt >= comp.downSince)
+            )
+            if minutes >= comp.autoIncidentMinutes and not comp.manualStatus and not earlier:
                 await self._open(
                     session,
                     kind="incident",
@@ -777,10 +806,12 @@ class StatusService:
             incident.status = status
             if status == "monitoring":
                 incident.monitoringAt = now
-            if status == "in_progress":
-                incident.startedAt = now  # maintenance: when it really began
-            if status in ("resolved", "completed", "cancelled"):
-                incident.resolvedAt = now
+            if status in ("in_progress", "verifying") and incident.beganAt is None:
+                incident.beganAt = now  # maintenance: when it really began
+            if status in ("resolved", "completed", "cancelled", "postmortem"):
+                incident.resolvedAt = incident.resolvedAt or now
+            else:
+                incident.resolvedAt = None  # open again
         incident.updatedAt = now
         await self._add_update(session, incident, body, actor, notify, now, before=before)
 
@@ -833,6 +864,7 @@ class StatusService:
         )
         session.add(update)
         await session.flush()
+        session.info["incident_changed"] = True
         if notify:
             await self._notify(session, incident, update, ids)
 
@@ -918,18 +950,29 @@ class StatusService:
         now = self.clock.now()
         async with self.db.transaction() as session:
             if components is not None:
+                if not components:
+                    raise BadRequest("components: choose at least one, or none at all for all")
                 await self._known(session, list(components))
             sub = await session.scalar(
-                select(Subscriber).where(func.lower(Subscriber.email) == address.lower())
+                select(Subscriber).where(Subscriber.emailKey == address.lower())
             )
             if sub is None:
-                sub = Subscriber(
-                    id=new_id(),
-                    email=address,
-                    unsubscribeToken=secrets.token_urlsafe(24),
-                    createdAt=now,
+                # Two requests for a new address at once: one inserts, the other finds it.
+                await session.execute(
+                    _insert_ignore(session)(Subscriber)
+                    .values(
+                        id=new_id(),
+                        email=address,
+                        email_key=address.lower(),
+                        unsubscribe_token=secrets.token_urlsafe(24),
+                        created_at=now,
+                    )
+                    .on_conflict_do_nothing()
                 )
-                session.add(sub)
+                sub = await session.scalar(
+                    select(Subscriber).where(Subscriber.emailKey == address.lower())
+                )
+                assert sub is not None
             recent = sub.confirmSentAt is not None and now - sub.confirmSentAt < CONFIRM_COOLDOWN
             if recent:
                 # The form must not become a way to flood an address with confirmations.
@@ -950,10 +993,9 @@ class StatusService:
                     "email": sub.email,
                     "components": choice,
                     "confirmUrl": f"{self.public_url}/statuspage/confirm/{token}",
-                    "token": token,
                 },
             )
-        self._changed()
+        self.on_commit()
 
     async def confirm(self, token: str) -> Subscriber:
         now = self.clock.now()
@@ -1020,15 +1062,15 @@ class StatusService:
         self, session: AsyncSession, comp_id: str, now: dt.datetime
     ) -> list[uptime.Interval]:
         rows = await session.execute(
-            select(Incident.startedAt, Incident.resolvedAt, Incident.status)
+            select(Incident.beganAt, Incident.resolvedAt)
             .join(IncidentComponent, IncidentComponent.incidentId == Incident.id)
             .where(
                 IncidentComponent.componentId == comp_id,
                 Incident.kind == "maintenance",
-                Incident.status.in_(("in_progress", "verifying", "completed")),
+                Incident.beganAt.is_not(None),
             )
         )
-        return [(start, end or now) for start, end, _status in rows.all()]
+        return [(start, end or now) for start, end in rows.all() if start is not None]
 
     async def tally(self, comp_id: str, start: dt.datetime, end: dt.datetime) -> uptime.Tally:
         async with self.db.session() as session:
@@ -1215,6 +1257,13 @@ class StatusService:
     async def is_admin(self, user_id: int) -> bool:
         async with self.db.session() as session:
             return await session.get(Admin, user_id) is not None
+
+
+def _insert_ignore(session: AsyncSession) -> Any:
+    """The dialect's INSERT that can skip a conflicting row."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
 
 
 def _assign(comp: StatusComponent, values: dict[str, Any]) -> None:

@@ -79,7 +79,7 @@ class WebhookSender:
             response = await self._client.post(
                 hook.url, content=body, headers=headers, timeout=self.timeout
             )
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # a bad URL or a broken receiver fails this delivery only
             return f"{type(exc).__name__}: {exc}"[:500]
         if 200 <= response.status_code < 300:
             return None

@@ -1,8 +1,8 @@
 """initial
 
-Revision ID: 7dc131995e22
+Revision ID: cb93d628843d
 Revises:
-Create Date: 2026-12-01 21:19:38.669006
+Create Date: 2026-12-01 21:30:34.977434
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 
 import aidpost.core.db
 
-revision: str = "7dc131995e22"
+revision: str = "cb93d628843d"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -65,6 +65,7 @@ def upgrade() -> None:
         sa.Column("scheduled_until", aidpost.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("auto_transition", sa.Boolean(), nullable=False),
         sa.Column("started_at", aidpost.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("began_at", aidpost.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("monitoring_at", aidpost.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("resolved_at", aidpost.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("created_at", aidpost.core.db.UTCDateTime(timezone=True), nullable=False),
@@ -94,6 +95,7 @@ def upgrade() -> None:
         "subscribers",
         sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("email", sa.String(length=320), nullable=False),
+        sa.Column("email_key", sa.String(length=320), nullable=False),
         sa.Column("components", sa.Text(), nullable=True),
         sa.Column("pending", sa.Text(), nullable=True),
         sa.Column("confirm_hash", sa.String(length=64), nullable=True),
@@ -103,7 +105,7 @@ def upgrade() -> None:
         sa.Column("created_at", aidpost.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_subscribers")),
         sa.UniqueConstraint("confirm_hash", name=op.f("uq_subscribers_confirm_hash")),
-        sa.UniqueConstraint("email", name=op.f("uq_subscribers_email")),
+        sa.UniqueConstraint("email_key", name=op.f("uq_subscribers_email_key")),
         sa.UniqueConstraint("unsubscribe_token", name=op.f("uq_subscribers_unsubscribe_token")),
     )
     op.create_table(
