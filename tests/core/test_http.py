@@ -29,6 +29,7 @@ async def test_status_reports_every_check(api: Api) -> None:
         "participant_db",
         "messenger_db",
         "mailer_db",
+        "status_db",
     }
     assert all(c["ok"] for c in body["checks"].values())
 
