@@ -166,3 +166,15 @@ DateTime = Annotated[dt.datetime, BeforeValidator(_datetime)]
 IntId = Annotated[int, BeforeValidator(_int)]
 StrictId = Annotated[int, BeforeValidator(_strict_int)]
 OrganizerPassword = Annotated[str, BeforeValidator(_string), Field(min_length=16, max_length=128)]
+
+
+def schema_problem(schema: dict[str, Any], data: Any, top: str = "(top level)") -> str | None:
+    """The first way ``data`` breaks a JSON schema, as "at <place>: <reason>", or None."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return None
+    where = "/".join(str(p) for p in errors[0].absolute_path) or top
+    return f"at {where}: {errors[0].message}"

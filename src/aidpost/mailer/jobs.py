@@ -21,9 +21,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
-from aidpost.core.validation import parse_datetime
+from aidpost.core.validation import parse_datetime, schema_problem
 from aidpost.mailer import cron
 from aidpost.mailer.cron import Cron
 
@@ -195,12 +193,9 @@ def _check_paths(raw: Mapping[str, Any], origin: str) -> None:
 
 
 def parse(raw: Any, origin: str) -> Job:
-    validator = jsonschema.Draft202012Validator(_schema())
-    errors = sorted(validator.iter_errors(raw), key=lambda e: list(e.absolute_path))
-    if errors:
-        first = errors[0]
-        where = "/".join(str(p) for p in first.absolute_path) or "(top level)"
-        raise JobError(f"{origin}: at {where}: {first.message}")
+    problem = schema_problem(_schema(), raw)
+    if problem is not None:
+        raise JobError(f"{origin}: {problem}")
     _check_paths(raw, origin)
     send = raw.get("send", {})
     trigger = raw["trigger"]

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import jsonschema
-
 from aidpost.core.settings import Settings
+from aidpost.core.validation import schema_problem
 
 
 class ConfigError(ValueError):
@@ -57,12 +56,9 @@ def schema() -> dict[str, Any]:
 
 def parse(data: Any, origin: str = "components") -> list[GroupConfig]:
     """Groups and components from decoded JSON; ConfigError for anything wrong."""
-    validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
-    if errors:
-        err = errors[0]
-        where = "/".join(str(p) for p in err.absolute_path) or "(top)"
-        raise ConfigError(f"{origin}: at {where}: {err.message}")
+    problem = schema_problem(schema(), data)
+    if problem is not None:
+        raise ConfigError(f"{origin}: {problem}")
     groups, seen = [], set()
     for g in data["groups"]:
         members = []

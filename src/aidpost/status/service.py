@@ -208,13 +208,20 @@ class StatusService:
         return group
 
     async def delete_group(self, group_id: str) -> None:
+        await self._delete(
+            StatusGroup, group_id, "group", "a configured group is changed in the configuration"
+        )
+
+    async def _delete(self, model: Any, ident: str, what: str, builtin: str | None = None) -> None:
+        """Delete one row by id: NotFound if missing; BadRequest(``builtin``) for a
+        configured one."""
         async with self.db.transaction() as session:
-            group = await session.get(StatusGroup, group_id)
-            if group is None:
-                raise NotFound("group not found")
-            if group.builtin:
-                raise BadRequest("a configured group is changed in the configuration")
-            await session.delete(group)
+            row = await session.get(model, ident)
+            if row is None:
+                raise NotFound(f"{what} not found")
+            if builtin is not None and row.builtin:
+                raise BadRequest(builtin)
+            await session.delete(row)
         self._changed()
 
     async def add_component(self, values: dict[str, Any]) -> StatusComponent:
@@ -258,14 +265,12 @@ class StatusService:
         return comp
 
     async def delete_component(self, component_id: str) -> None:
-        async with self.db.transaction() as session:
-            comp = await session.get(StatusComponent, component_id)
-            if comp is None:
-                raise NotFound("component not found")
-            if comp.builtin:
-                raise BadRequest("a configured component is removed from the configuration")
-            await session.delete(comp)
-        self._changed()
+        await self._delete(
+            StatusComponent,
+            component_id,
+            "component",
+            "a configured component is removed from the configuration",
+        )
 
     async def results(self, component_id: str, limit: int) -> list[CheckResult]:
         await self.component(component_id)
@@ -298,11 +303,7 @@ class StatusService:
             return list((await session.scalars(select(Webhook).order_by(Webhook.createdAt))).all())
 
     async def delete_webhook(self, webhook_id: str) -> None:
-        async with self.db.transaction() as session:
-            hook = await session.get(Webhook, webhook_id)
-            if hook is None:
-                raise NotFound("webhook not found")
-            await session.delete(hook)
+        await self._delete(Webhook, webhook_id, "webhook")
 
     async def deliveries(self, webhook_id: str, limit: int = 50) -> list[WebhookDelivery]:
         async with self.db.session() as session:
@@ -317,11 +318,7 @@ class StatusService:
             return list(rows.all())
 
     async def delete_subscriber(self, subscriber_id: str) -> None:
-        async with self.db.transaction() as session:
-            sub = await session.get(Subscriber, subscriber_id)
-            if sub is None:
-                raise NotFound("subscriber not found")
-            await session.delete(sub)
+        await self._delete(Subscriber, subscriber_id, "subscriber")
 
     async def save_template(
         self,
@@ -359,13 +356,7 @@ class StatusService:
         return template
 
     async def delete_template(self, template_id: str) -> None:
-        async with self.db.transaction() as session:
-            template = await session.get(IncidentTemplate, template_id)
-            if template is None:
-                raise NotFound("template not found")
-            await session.delete(template)
-
-    # -- reading -----------------------------------------------------------------------
+        await self._delete(IncidentTemplate, template_id, "template")
 
     async def components(self) -> list[StatusComponent]:
         async with self.db.session() as session:
