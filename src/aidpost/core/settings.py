@@ -148,8 +148,9 @@ class StatusSettings(BaseSettings):
 
     database_url: str | None = None
     page_name: str = "aidpost"
-    # Where the public opens the status page (links in feeds and emails).
-    public_url: str = "http://127.0.0.1:8000"
+    # Where the public opens the status page (links in feeds and emails); by default this
+    # process's own address.
+    public_url: str | None = None
     # Run the prober in this process (one prober at a time across replicas, by lease).
     prober: bool = True
     tick_seconds: float = Field(default=1.0, gt=0)

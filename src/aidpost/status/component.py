@@ -41,7 +41,7 @@ class StatusComponent:
         self.service = StatusService(
             self.db,
             rt.clock,
-            public_url=s.public_url,
+            public_url=s.public_url or config.own_base(rt.settings),
             page_name=s.page_name,
             on_commit=self.relay.kick,
         )

@@ -84,15 +84,18 @@ def load(path: str | Path) -> list[GroupConfig]:
     return parse(data, origin)
 
 
-def _self_url(settings: Settings) -> str:
-    if settings.status.self_url:
-        return settings.status.self_url
+def own_base(settings: Settings) -> str:
+    """This process's own base URL, as a client on this machine reaches it."""
     host = settings.core.host
     if host in ("0.0.0.0", "", "::"):
         host = "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{settings.core.port}/status"
+    return f"http://{host}:{settings.core.port}"
+
+
+def _self_url(settings: Settings) -> str:
+    return settings.status.self_url or own_base(settings) + "/status"
 
 
 def _servers(settings: Settings) -> list[ComponentConfig]:
