@@ -358,6 +358,8 @@ class StatusService:
     async def delete_template(self, template_id: str) -> None:
         await self._delete(IncidentTemplate, template_id, "template")
 
+    # -- reading -----------------------------------------------------------------------
+
     async def components(self) -> list[StatusComponent]:
         async with self.db.session() as session:
             rows = await session.scalars(
