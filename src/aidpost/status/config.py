@@ -128,28 +128,23 @@ def _servers(settings: Settings) -> list[ComponentConfig]:
     return list(out.values())
 
 
-# Readiness checks of one-process mode, as the public knows the services.
+# Readiness checks of one-process mode, as the public knows the services, and the
+# component that serves each (None: every process has it).
 SERVICES = (
-    ("sign-in", "Sign-in", "auth_db", "Accounts, sign-in and tokens"),
-    ("organizer-api", "Organizer console and API", "organizer_db", "Agencies, events, issues"),
-    ("participant-api", "Participant app and API", "participant_db", "Event search, help"),
-    ("messenger", "Live chat", "messenger_db", "Help requests and chats"),
-    ("mailer", "Emails", "mailer_db", "Automated emails"),
-    ("bus", "Event bus", "bus", "Events between the services"),
-)
+    ("sign-in", "Sign-in", "auth_db", "Accounts, sign-in and tokens", "auth"),
+    ("organizer-api", "Organizer console and API", "organizer_db", "Agencies, events, issues",
+     "organizer"),
+    ("participant-api", "Participant app and API", "participant_db", "Event search, help",
+     "participant"),
+    ("messenger", "Live chat", "messenger_db", "Help requests and chats", "messenger"),
+    ("mailer", "Emails", "mailer_db", "Automated emails", "mailer"),
+    ("bus", "Event bus", "bus", "Events between the services", None),
+)  # fmt: skip
 
 
 def derived(settings: Settings, components: tuple[str, ...]) -> list[GroupConfig]:
     """The default list for a process that runs ``components``."""
     url = _self_url(settings)
-    wanted = {
-        "sign-in": "auth",
-        "organizer-api": "organizer",
-        "participant-api": "participant",
-        "messenger": "messenger",
-        "mailer": "mailer",
-        "bus": None,
-    }
     services = [
         ComponentConfig(
             ident,
@@ -162,8 +157,8 @@ def derived(settings: Settings, components: tuple[str, ...]) -> list[GroupConfig
             degraded_ms=2000,
             auto_incident_minutes=5,
         )
-        for ident, name, check, description in SERVICES
-        if wanted[ident] is None or wanted[ident] in components
+        for ident, name, check, description, served_by in SERVICES
+        if served_by is None or served_by in components
     ]
     groups = [GroupConfig("services", "Services", services)]
     servers = _servers(settings)

@@ -348,11 +348,15 @@ class StatusService:
             rows = await session.scalars(select(IncidentTemplate).order_by(IncidentTemplate.id))
             return list(rows.all())
 
-    async def template(self, template_id: str) -> IncidentTemplate:
+    async def _get(self, model: Any, ident: str, what: str) -> Any:
         async with self.db.session() as session:
-            template = await session.get(IncidentTemplate, template_id)
-        if template is None:
-            raise NotFound("template not found")
+            row = await session.get(model, ident)
+        if row is None:
+            raise NotFound(f"{what} not found")
+        return row
+
+    async def template(self, template_id: str) -> IncidentTemplate:
+        template: IncidentTemplate = await self._get(IncidentTemplate, template_id, "template")
         return template
 
     async def delete_template(self, template_id: str) -> None:
@@ -375,10 +379,7 @@ class StatusService:
             return list(rows.all())
 
     async def component(self, component_id: str) -> StatusComponent:
-        async with self.db.session() as session:
-            comp = await session.get(StatusComponent, component_id)
-        if comp is None:
-            raise NotFound("component not found")
+        comp: StatusComponent = await self._get(StatusComponent, component_id, "component")
         return comp
 
     @staticmethod
@@ -1187,7 +1188,6 @@ class StatusService:
         *,
         kind: str | None = None,
         open_only: bool = False,
-        since: dt.datetime | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> list[tuple[Incident, list[IncidentUpdate], list[IncidentComponent]]]:
@@ -1202,8 +1202,6 @@ class StatusService:
                 stmt = stmt.where(Incident.kind == kind)
             if open_only:
                 stmt = stmt.where(Incident.status.in_(OPEN_INCIDENT + OPEN_MAINTENANCE))
-            if since is not None:
-                stmt = stmt.where(Incident.updatedAt >= since)
             found = list((await session.scalars(stmt)).all())
             return [await self._bundle(session, inc) for inc in found]
 
