@@ -52,6 +52,7 @@ class StatusWorld:
         )
         # What each component's next check returns: ok, slow, or down.
         self.outcomes: dict[str, Outcome] = {}
+        self.probers: list[Prober] = []
         self.prober = self.make_prober("p1")
 
     def make_prober(self, owner: str) -> Prober:
@@ -61,7 +62,9 @@ class StatusWorld:
                     return outcome
             return Outcome(True, 12.0, "ok")
 
-        return Prober(self.service, self.bus, owner, checker=checker)
+        prober = Prober(self.service, self.bus, owner, checker=checker)
+        self.probers.append(prober)
+        return prober
 
     def set(
         self, component: str, ok: bool = True, ms: float = 10.0, degraded: bool = False
@@ -94,4 +97,6 @@ async def world(databases: Databases) -> AsyncIterator[StatusWorld]:
     w = StatusWorld(db)
     await w.service.sync(parse(CONFIG))
     yield w
+    for prober in w.probers:  # its side tasks (tallies, webhooks) must not outlive the loop
+        await prober.stop()
     await db.dispose()
