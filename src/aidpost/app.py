@@ -14,7 +14,7 @@ from aidpost.core.settings import Settings
 from aidpost.core.tokens import JwksKeySource
 from aidpost.runtime import Runtime
 
-COMPONENTS = ("auth", "organizer", "participant", "messenger", "mailer", "status")
+COMPONENTS = ("auth", "organizer", "participant", "messenger", "mailer", "status", "web")
 
 
 def _make(name: str, rt: Runtime) -> Component:
@@ -42,6 +42,10 @@ def _make(name: str, rt: Runtime) -> Component:
         from aidpost.status.component import StatusComponent
 
         return StatusComponent(rt)
+    if name == "web":
+        from aidpost.web.component import WebComponent
+
+        return WebComponent(rt)
     raise ValueError(f"unknown component {name!r}; choose from {', '.join(COMPONENTS)}")
 
 
@@ -99,6 +103,8 @@ def create_app(
             setattr(app.state, key, value)
         for router in part.routers():
             app.include_router(router)
+        if part.name == "web" and not settings.web.api_url:
+            part.bind(app)  # type: ignore[attr-defined]
     return app
 
 

@@ -150,6 +150,8 @@ async def test_rate_limit_per_address(databases: Databases, tmp_path: Path) -> N
             "AIDPOST_MESSENGER_API_KEY is missing or a placeholder",
         ),
         ({"AIDPOST_CORS_ORIGINS": '["*"]'}, "AIDPOST_CORS_ORIGINS"),
+        ({"AIDPOST_WEB_SECRET": "dev-web-secret-not-for-production"}, "AIDPOST_WEB_SECRET"),
+        ({"AIDPOST_WEB_SECRET": "short"}, "AIDPOST_WEB_SECRET must be at least 16"),
     ],
 )
 def test_production_refuses_weak_secrets(
@@ -161,6 +163,7 @@ def test_production_refuses_weak_secrets(
         "AIDPOST_ORGANIZER_API_KEY": "k" * 32,
         "AIDPOST_PARTICIPANT_API_KEY": "p" * 32,
         "AIDPOST_MESSENGER_API_KEY": "m" * 32,
+        "AIDPOST_WEB_SECRET": "w" * 32,
         "AIDPOST_CORS_ORIGINS": '["https://organizer.example"]',
     }
     for key, value in {**strong, **env}.items():
@@ -177,6 +180,7 @@ def test_production_accepts_strong_secrets(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("AIDPOST_ORGANIZER_API_KEY", "k" * 32)
     monkeypatch.setenv("AIDPOST_PARTICIPANT_API_KEY", "p" * 32)
     monkeypatch.setenv("AIDPOST_MESSENGER_API_KEY", "m" * 32)
+    monkeypatch.setenv("AIDPOST_WEB_SECRET", "w" * 32)
     monkeypatch.setenv("AIDPOST_CORS_ORIGINS", '["https://organizer.example"]')
     Settings().check_production()
 

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PLACEHOLDERS = {"", "changethis", "change-me", "changeme", "secret", "password"}
 DEV_SUPERADMIN_PASSWORD = "superadmin-password-dev"
 DEV_API_KEY = "dev-api-key-not-for-production"
+DEV_WEB_SECRET = "dev-web-secret-not-for-production"
 
 
 class InsecureSettingsError(ValueError):
@@ -163,6 +164,20 @@ class StatusSettings(BaseSettings):
     retention_days: int = Field(default=100, ge=91)
 
 
+class WebSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AIDPOST_WEB_", extra="ignore")
+
+    # Where the web component finds the APIs (/organizer-api, /participant-api,
+    # /messenger-api); unset: the components of this process, called in process.
+    api_url: str | None = None
+    # Where browsers open the messenger's WebSocket; unset: the address they load pages from.
+    messenger_ws_url: str | None = None
+    # Signs the console's and the app's CSRF tokens.
+    secret: str = DEV_WEB_SECRET
+    # Mark cookies Secure: "auto" does so when the request came over HTTPS.
+    secure_cookies: Literal["auto", "always", "never"] = "auto"
+
+
 class Settings(BaseSettings):
     """The whole configuration; each component reads only its own part."""
 
@@ -175,6 +190,7 @@ class Settings(BaseSettings):
     messenger: MessengerSettings = Field(default_factory=MessengerSettings)
     mailer: MailerSettings = Field(default_factory=MailerSettings)
     status: StatusSettings = Field(default_factory=StatusSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @model_validator(mode="after")
     def _fill_database_urls(self) -> Settings:
@@ -234,11 +250,13 @@ class Settings(BaseSettings):
             "AIDPOST_ORGANIZER_API_KEY": self.organizer.api_key,
             "AIDPOST_PARTICIPANT_API_KEY": self.participant.api_key,
             "AIDPOST_MESSENGER_API_KEY": self.messenger.api_key,
+            "AIDPOST_WEB_SECRET": self.web.secret,
         }
         for name, value in secrets.items():
             if value.strip().lower() in PLACEHOLDERS or value in {
                 DEV_SUPERADMIN_PASSWORD,
                 DEV_API_KEY,
+                DEV_WEB_SECRET,
             }:
                 problems.append(f"{name} is missing or a placeholder")
             elif len(value) < 16:

@@ -12,13 +12,13 @@ import re
 import xml.etree.ElementTree as ET
 from importlib.resources import files
 from typing import Annotated, Any
-from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from aidpost.core.errors import ApiError, BadRequest, NotFound
+from aidpost.core.forms import read_form
 from aidpost.status import views
 from aidpost.status.service import StatusService, key
 from aidpost.status.uptime import Tally
@@ -224,23 +224,11 @@ async def component_page(svc: Service, component_id: str) -> HTMLResponse:
     )
 
 
-async def _form(request: Request) -> dict[str, list[str]]:
-    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-        raise BadRequest("send the form as application/x-www-form-urlencoded")
-    raw = await request.body()
-    if len(raw) > 20_000:
-        raise BadRequest("the form is too large")
-    try:
-        return parse_qs(raw.decode("utf-8"), max_num_fields=300, strict_parsing=False)
-    except (UnicodeDecodeError, ValueError):
-        raise BadRequest("the form could not be read") from None
-
-
 @router.post("/subscribe", response_class=HTMLResponse, operation_id="statusSubscribeForm")
 async def subscribe_form(request: Request, svc: Service) -> HTMLResponse:
     """The page's subscribe form (no JavaScript): double opt-in, as the JSON API."""
     try:
-        form = await _form(request)
+        form = await read_form(request)
         email = (form.get("email") or [""])[0].strip()
         chosen = form.get("component") or None
         if chosen and not all(SLUG.fullmatch(c) for c in chosen):

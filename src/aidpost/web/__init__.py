@@ -1,0 +1,1 @@
+"""The web UIs: the organizer console (``/console``) and the participant app (``/app``)."""

@@ -1,0 +1,61 @@
+"""The web component: the organizer console and the participant app. It owns no data; its
+pages call the other components' APIs (in process, or at ``AIDPOST_WEB_API_URL``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter
+from starlette.types import ASGIApp
+
+from aidpost.core.http import Check
+from aidpost.runtime import Runtime
+from aidpost.web import console, resources, static
+from aidpost.web.pages import Web
+from aidpost.web.security import Guard
+from aidpost.web.upstream import Upstream
+
+for _resource in resources.RESOURCES:
+    resources.register(console.router, _resource)
+console.router.add_api_route(
+    "/{rest:path}", console.not_found, methods=["GET", "POST"], operation_id="consoleNotFound"
+)
+
+
+class WebComponent:
+    name = "web"
+
+    def __init__(self, rt: Runtime) -> None:
+        s = rt.settings.web
+        ws_url = s.messenger_ws_url
+        ws_origin = None
+        if ws_url:
+            parts = urlsplit(ws_url)
+            ws_origin = f"{parts.scheme}://{parts.netloc}"
+        self.upstream = Upstream(s.api_url)
+        self.web = Web(
+            upstream=self.upstream,
+            guard=Guard(s.secret, s.secure_cookies),
+            ws_origin=ws_origin,
+            ws_url=ws_url,
+        )
+
+    def bind(self, app: ASGIApp) -> None:
+        self.upstream.bind(app)
+
+    def routers(self) -> Sequence[APIRouter]:
+        return (static.router, console.router)
+
+    def state(self) -> dict[str, Any]:
+        return {"web": self.web}
+
+    def checks(self) -> Sequence[Check]:
+        return []
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        await self.upstream.close()

@@ -1,0 +1,325 @@
+"""The organizer console (``/console``): ESME's Organizer UI as server-rendered pages.
+
+Every page calls the Organizer API with the signed-in staff member's token, which lives
+only in an HttpOnly cookie; the API decides what each role may do, and the pages show
+only what the role can use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+
+from aidpost.web.forms import Field, body, values
+from aidpost.web.pages import Redirect, Session, Web, client_ip, form_of, redirect, render
+from aidpost.web.pages import page_route as _page_route
+from aidpost.web.security import CONSOLE
+from aidpost.web.upstream import UpstreamError
+
+ORG = "/organizer-api"
+SUPERADMIN, ADMIN, OWNER, MANAGER, SUPPORT = 0, 1, 2, 3, 4
+ROLE_NAMES = {
+    SUPERADMIN: "Superadmin",
+    ADMIN: "Admin",
+    OWNER: "Agency owner",
+    MANAGER: "Agency manager",
+    SUPPORT: "Agency support",
+}
+
+router = APIRouter(
+    prefix="/console",
+    tags=["organizer console"],
+    include_in_schema=False,
+    route_class=_page_route(CONSOLE, "console/message.html"),
+)
+
+
+# -- session ---------------------------------------------------------------------------------
+
+
+async def signed_in(request: Request) -> Session:
+    web = Web.of(request)
+    token = web.guard.token(request, CONSOLE)
+    if token is None:
+        raise Redirect(f"{CONSOLE.path}/sign-in")
+    try:
+        user = await web.upstream.call(
+            "GET", f"{ORG}/profile", token=token, client_ip=client_ip(request)
+        )
+    except UpstreamError as exc:
+        if exc.status_code in (401, 403):
+            raise Redirect(f"{CONSOLE.path}/sign-in") from None
+        raise
+    session = Session(request, CONSOLE, token, user)
+    session.extra["admin"] = user["role"] in (SUPERADMIN, ADMIN)
+    session.extra["role_name"] = ROLE_NAMES.get(user["role"], "")
+    request.state.web_session = session
+    return session
+
+
+Signed = Annotated[Session, Depends(signed_in)]
+
+
+def page(session: Session, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    return render(session.request, CONSOLE, template, status_code, session=session, **context)
+
+
+def is_admin(s: Session) -> bool:
+    return bool(s.extra["admin"])
+
+
+def can_manage(s: Session) -> bool:
+    """Owner and manager (and admins previewing an agency) write the agency's resources."""
+    return s.user["role"] in (SUPERADMIN, ADMIN, OWNER, MANAGER)
+
+
+def in_agency(s: Session) -> bool:
+    return s.user.get("agencyId") is not None
+
+
+@router.get("", operation_id="consoleHome")
+async def home(request: Request) -> Response:
+    try:
+        s = await signed_in(request)
+    except Redirect as exc:
+        return redirect(request, CONSOLE, exc.url)
+    if is_admin(s) and not in_agency(s):
+        return redirect(request, CONSOLE, f"{CONSOLE.path}/admin/agencies")
+    return redirect(request, CONSOLE, f"{CONSOLE.path}/events")
+
+
+# -- sign in, register, sign out ------------------------------------------------------------
+
+
+@router.get("/sign-in", operation_id="consoleSignInPage")
+async def sign_in_page(request: Request) -> Response:
+    return render(request, CONSOLE, "console/sign_in.html", values={})
+
+
+@router.post("/sign-in", operation_id="consoleSignIn")
+async def sign_in(request: Request) -> Response:
+    form = await form_of(request)
+    email = form.get("email", "").strip()
+    try:
+        answer = await Web.of(request).upstream.call(
+            "POST",
+            f"{ORG}/auth/sign-in",
+            json={"email": email, "password": form.get("password", "")},
+            client_ip=client_ip(request),
+        )
+    except UpstreamError as exc:
+        if exc.status_code >= 500:
+            raise
+        return render(
+            request, CONSOLE, "console/sign_in.html", 400,
+            errors=exc.messages, values={"email": email},
+        )  # fmt: skip
+    response = redirect(request, CONSOLE, CONSOLE.path)
+    Web.of(request).guard.sign_in(request, response, CONSOLE, answer["token"])
+    return response
+
+
+@router.post("/sign-out", operation_id="consoleSignOut")
+async def sign_out(request: Request) -> Response:
+    await form_of(request)
+    web = Web.of(request)
+    token = web.guard.token(request, CONSOLE)
+    if token:
+        # The cookie goes either way; an expired token is signed out already.
+        with contextlib.suppress(UpstreamError):
+            await web.upstream.call(
+                "POST", f"{ORG}/auth/sign-out", token=token, client_ip=client_ip(request)
+            )
+    response = redirect(request, CONSOLE, f"{CONSOLE.path}/sign-in", "You are signed out.")
+    web.guard.sign_out(response, CONSOLE)
+    return response
+
+
+AGENCY_FIELDS = (
+    Field("name", "Agency name", maxlength=200, autocomplete="organization"),
+    Field("address", "Address", maxlength=400, autocomplete="street-address"),
+    Field("website", "Website", "url", required=False, hint="https://…", autocomplete="url"),
+)
+PERSON_FIELDS = (
+    Field("firstName", "First name", maxlength=100, autocomplete="given-name"),
+    Field("lastName", "Last name", maxlength=100, autocomplete="family-name"),
+    Field("phoneNumber", "Phone number", "tel", maxlength=30, hint="+48 600 700 800",
+          autocomplete="tel"),
+)  # fmt: skip
+NEW_PASSWORD = (
+    Field("password", "Password", "password", maxlength=128, hint="16 to 128 characters",
+          autocomplete="new-password", on_edit=False),
+    Field("confirmPassword", "Repeat the password", "password", maxlength=128,
+          autocomplete="new-password", on_edit=False),
+)  # fmt: skip
+OWNER_FIELDS = (
+    Field("email", "Email", "email", maxlength=320, autocomplete="email"),
+    *PERSON_FIELDS,
+    *NEW_PASSWORD,
+)
+
+
+@router.get("/register", operation_id="consoleRegisterPage")
+async def register_page(request: Request) -> Response:
+    return render(
+        request, CONSOLE, "console/register.html",
+        agency_fields=AGENCY_FIELDS, owner_fields=OWNER_FIELDS,
+    )  # fmt: skip
+
+
+@router.post("/register", operation_id="consoleRegister")
+async def register(request: Request) -> Response:
+    form = await form_of(request)
+    agency = body(
+        AGENCY_FIELDS, {k[7:]: v for k, v in form.items() if k.startswith("agency.")}, False
+    )
+    owner = body(OWNER_FIELDS, {k[6:]: v for k, v in form.items() if k.startswith("owner.")}, False)
+    try:
+        await Web.of(request).upstream.call(
+            "POST", f"{ORG}/agency", json={"agency": agency, "owner": owner},
+            client_ip=client_ip(request),
+        )  # fmt: skip
+    except UpstreamError as exc:
+        if exc.status_code >= 500:
+            raise
+        kept = {k: v for k, v in form.items() if "assword" not in k}
+        return render(
+            request, CONSOLE, "console/register.html", 400, errors=exc.messages, values=kept,
+            agency_fields=AGENCY_FIELDS, owner_fields=OWNER_FIELDS,
+        )  # fmt: skip
+    return redirect(
+        request, CONSOLE, f"{CONSOLE.path}/sign-in",
+        "Your agency is registered. You can sign in once an administrator approves it.",
+    )  # fmt: skip
+
+
+# -- profile ---------------------------------------------------------------------------------
+
+
+@router.get("/profile", operation_id="consoleProfile")
+async def profile(s: Signed) -> Response:
+    return page(
+        s, "console/profile.html", fields=PERSON_FIELDS, values=values(PERSON_FIELDS, s.user)
+    )
+
+
+@router.post("/profile", operation_id="consoleProfileSave")
+async def profile_save(request: Request, s: Signed) -> Response:
+    form = await form_of(request)
+    try:
+        await s.api("PATCH", f"{ORG}/profile", json=body(PERSON_FIELDS, form, True))
+    except UpstreamError as exc:
+        if exc.status_code != 400:
+            raise
+        return page(s, "console/profile.html", 400, fields=PERSON_FIELDS, values=form,
+                    errors=exc.messages)  # fmt: skip
+    return redirect(request, CONSOLE, f"{CONSOLE.path}/profile", "Your details are saved.")
+
+
+@router.post("/profile/password", operation_id="consolePasswordChange")
+async def password_change(request: Request, s: Signed) -> Response:
+    form = await form_of(request)
+    change = {k: form.get(k, "") for k in ("oldPassword", "newPassword", "confirmNewPassword")}
+    try:
+        await s.api("PATCH", f"{ORG}/profile/change-password", json=change)
+    except UpstreamError as exc:
+        if exc.status_code != 400:
+            raise
+        return page(s, "console/profile.html", 400, fields=PERSON_FIELDS,
+                    values=values(PERSON_FIELDS, s.user), password_errors=exc.messages)  # fmt: skip
+    # A password change signs out every earlier token, this one too.
+    response = redirect(
+        request, CONSOLE, f"{CONSOLE.path}/sign-in",
+        "Your password is changed. Sign in with the new one.",
+    )  # fmt: skip
+    Web.of(request).guard.sign_out(response, CONSOLE)
+    return response
+
+
+# -- the agency ------------------------------------------------------------------------------
+
+
+@router.get("/agency", operation_id="consoleAgency")
+async def agency_page(s: Signed) -> Response:
+    agency = await s.api("GET", f"{ORG}/agency")
+    return page(s, "console/agency.html", agency=agency, fields=AGENCY_FIELDS,
+                values=values(AGENCY_FIELDS, agency), owner=s.user["role"] == OWNER)  # fmt: skip
+
+
+@router.post("/agency", operation_id="consoleAgencySave")
+async def agency_save(request: Request, s: Signed) -> Response:
+    form = await form_of(request)
+    try:
+        await s.api("PATCH", f"{ORG}/agency", json=body(AGENCY_FIELDS, form, True))
+    except UpstreamError as exc:
+        if exc.status_code != 400:
+            raise
+        agency = await s.api("GET", f"{ORG}/agency")
+        return page(s, "console/agency.html", 400, agency=agency, fields=AGENCY_FIELDS,
+                    values=form, owner=True, errors=exc.messages)  # fmt: skip
+    return redirect(request, CONSOLE, f"{CONSOLE.path}/agency", "The agency is saved.")
+
+
+@router.post("/agency/delete", operation_id="consoleAgencyDelete")
+async def agency_delete(request: Request, s: Signed) -> Response:
+    form = await form_of(request)
+    agency = await s.api("GET", f"{ORG}/agency")
+    if form.get("confirm", "").strip() != agency["name"]:
+        return page(s, "console/agency.html", 400, agency=agency, fields=AGENCY_FIELDS,
+                    values=values(AGENCY_FIELDS, agency), owner=True,
+                    delete_errors=["Type the agency's name exactly to delete it."])  # fmt: skip
+    await s.api("DELETE", f"{ORG}/agency")
+    response = redirect(request, CONSOLE, f"{CONSOLE.path}/sign-in", "The agency is deleted.")
+    Web.of(request).guard.sign_out(response, CONSOLE)
+    return response
+
+
+# -- admin: agencies and preview -------------------------------------------------------------
+
+
+@router.get("/admin/agencies", operation_id="consoleAdminAgencies")
+async def admin_agencies(s: Signed) -> Response:
+    agencies = await s.api("GET", f"{ORG}/admin/agencies")
+    waiting = [a for a in agencies if not a["approved"]]
+    return page(s, "console/admin_agencies.html", agencies=agencies, waiting=len(waiting))
+
+
+@router.get("/admin/agencies/{agency_id}", operation_id="consoleAdminAgency")
+async def admin_agency(s: Signed, agency_id: int) -> Response:
+    agency = await s.api("GET", f"{ORG}/admin/agencies/{agency_id}")
+    return page(s, "console/admin_agency.html", agency=agency)
+
+
+@router.post("/admin/agencies/{agency_id}/verify", operation_id="consoleAdminVerify")
+async def admin_verify(request: Request, s: Signed, agency_id: int) -> Response:
+    form = await form_of(request)
+    approved = form.get("approved") == "true"
+    await s.api("PATCH", f"{ORG}/admin/agencies/{agency_id}/verify", json={"approved": approved})
+    notice = "The agency is approved." if approved else "The agency's approval is revoked."
+    return redirect(request, CONSOLE, f"{CONSOLE.path}/admin/agencies/{agency_id}", notice)
+
+
+@router.post("/admin/agencies/{agency_id}/preview", operation_id="consoleAdminPreview")
+async def admin_preview(request: Request, s: Signed, agency_id: int) -> Response:
+    await form_of(request)
+    await s.api("PATCH", f"{ORG}/profile/set-agency", json={"agencyId": agency_id})
+    return redirect(request, CONSOLE, f"{CONSOLE.path}/events", "You are previewing the agency.")
+
+
+@router.post("/preview/leave", operation_id="consoleLeavePreview")
+async def leave_preview(request: Request, s: Signed) -> Response:
+    await form_of(request)
+    await s.api("PATCH", f"{ORG}/profile/set-agency", json={"agencyId": None})
+    return redirect(request, CONSOLE, f"{CONSOLE.path}/admin/agencies", "Preview ended.")
+
+
+async def not_found(request: Request) -> Response:
+    """Any other address under /console: a page, not the APIs' JSON."""
+    session = None
+    with contextlib.suppress(Redirect):
+        session = await signed_in(request)
+    return render(request, CONSOLE, "console/message.html", 404, session=session,
+                  title="Not found", errors=["There is no such page."])  # fmt: skip

@@ -1,0 +1,189 @@
+"""What every page of the web UIs shares: templates, the signed-in session, the answer to
+an error, and the route class that turns any failure into a page instead of a 500.
+
+Handlers are thin: they read the form, call one API, and render or redirect
+(Post/Redirect/Get). An API's error message is shown to the person as the API wrote it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from starlette.exceptions import HTTPException
+
+from aidpost.core.errors import ApiError
+from aidpost.core.forms import read_form
+from aidpost.web.security import Guard, Realm, headers
+from aidpost.web.upstream import Upstream, UpstreamError
+
+log = logging.getLogger("aidpost.web")
+
+env = Environment(
+    loader=PackageLoader("aidpost.web", "templates"),
+    autoescape=select_autoescape(["html", "xml", "svg"]),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _when(value: str | None) -> str:
+    """An API time as people read it (UTC, minutes)."""
+    if not value:
+        return ""
+    try:
+        at = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    return at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+env.filters["when"] = _when
+
+
+class Redirect(Exception):
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+
+@dataclass
+class Web:
+    """The web component's parts, on ``app.state.web``."""
+
+    upstream: Upstream
+    guard: Guard
+    ws_origin: str | None = None
+    ws_url: str | None = None
+
+    @staticmethod
+    def of(request: Request) -> Web:
+        web: Web = request.app.state.web
+        return web
+
+
+@dataclass
+class Session:
+    """A signed-in user of one UI, with their token for the APIs."""
+
+    request: Request
+    realm: Realm
+    token: str
+    user: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    async def api(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        return await Web.of(self.request).upstream.call(
+            method,
+            path,
+            token=self.token,
+            json=json,
+            params=params,
+            client_ip=client_ip(self.request),
+        )
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "127.0.0.1"
+
+
+async def form_of(request: Request) -> dict[str, str]:
+    """The posted form (first value of each field), after the CSRF check."""
+    fields = await read_form(request)
+    Web.of(request).guard.check_post(request, (fields.get("csrf") or [""])[0])
+    return {k: v[0] for k, v in fields.items() if k != "csrf"}
+
+
+async def form_lists(request: Request) -> dict[str, list[str]]:
+    fields = await read_form(request)
+    Web.of(request).guard.check_post(request, (fields.get("csrf") or [""])[0])
+    return fields
+
+
+def render(
+    request: Request,
+    realm: Realm,
+    template: str,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    web = Web.of(request)
+    response = HTMLResponse("", status_code=status_code, headers=headers(web.ws_origin))
+    nonce = web.guard.ensure_nonce(request, response)
+    context.setdefault("session", None)
+    context.setdefault("errors", [])
+    context.setdefault("values", {})
+    context.setdefault("notice", web.guard.take_flash(request, response, realm.path))
+    text = env.get_template(template).render(
+        csrf=web.guard.csrf_token(nonce), path=request.url.path, realm=realm, **context
+    )
+    response.body = text.encode()
+    response.headers["content-length"] = str(len(response.body))
+    return response
+
+
+def redirect(request: Request, realm: Realm, url: str, notice: str | None = None) -> Response:
+    response = RedirectResponse(url, status_code=303, headers=headers(Web.of(request).ws_origin))
+    if notice:
+        Web.of(request).guard.flash(request, response, notice, realm.path)
+    return response
+
+
+def page_route(realm: Realm, error_template: str) -> type[APIRoute]:
+    """A route class whose handlers answer with a page whatever happens."""
+
+    class PageRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            inner = super().get_route_handler()
+
+            async def handler(request: Request) -> Response:
+                try:
+                    return await inner(request)
+                except Redirect as exc:
+                    return redirect(request, realm, exc.url)
+                except UpstreamError as exc:
+                    if exc.status_code == 401:
+                        response = redirect(request, realm, f"{realm.path}/sign-in")
+                        Web.of(request).guard.sign_out(response, realm)
+                        return response
+                    return _error(request, realm, error_template, exc.status_code, exc.messages)
+                except ApiError as exc:
+                    messages = [exc.message] if isinstance(exc.message, str) else exc.message
+                    return _error(request, realm, error_template, exc.status_code, messages)
+                except RequestValidationError:
+                    return _error(request, realm, error_template, 404, ["There is no such page."])
+                except HTTPException as exc:
+                    return _error(request, realm, error_template, exc.status_code, [exc.detail])
+
+            return handler
+
+    return PageRoute
+
+
+def _error(
+    request: Request, realm: Realm, template: str, status_code: int, messages: list[str]
+) -> HTMLResponse:
+    titles = {403: "Not allowed", 404: "Not found", 503: "Unavailable"}
+    return render(
+        request,
+        realm,
+        template,
+        status_code,
+        title=titles.get(status_code, "Something is wrong"),
+        errors=messages,
+        session=getattr(request.state, "web_session", None),
+    )
