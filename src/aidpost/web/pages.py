@@ -168,6 +168,10 @@ def page_route(realm: Realm, error_template: str) -> type[APIRoute]:
                     return _error(request, realm, error_template, 404, ["There is no such page."])
                 except HTTPException as exc:
                     return _error(request, realm, error_template, exc.status_code, [exc.detail])
+                except Exception:
+                    log.exception("page failed", extra={"path": request.url.path})
+                    return _error(request, realm, error_template, 500,
+                                  ["Something went wrong on our side; it is logged."])  # fmt: skip
 
             return handler
 
