@@ -432,3 +432,68 @@ async def test_an_unreachable_api_gives_a_503_page(tmp_path: Any) -> None:
         visitor.client.cookies.set("aidpost_console", "organizer:x", path="/console")
         r = await visitor.get("/console/events")
         assert r.status_code == 503
+
+
+async def test_issues_with_comments_and_their_changelog_diff(
+    visitor: Visitor, web_api: Api
+) -> None:
+    _agency, email = await approved_owner(visitor, web_api)
+    owner_token = await web_api.sign_in(email)
+    event = await web_api.add_event(owner_token)
+    await visitor.sign_in(email, PASSWORD)
+    page = await visitor.get("/console/issues/new")
+    assert f'<option value="{event["id"]}"' in page.text  # the agency's events to choose
+    r = await visitor.post(
+        "/console/issues/new",
+        {"name": "Lost child at gate B", "eventId": str(event["id"]), "priority": "high",
+         "description": "Seen near the food court."},
+    )  # fmt: skip
+    assert r.status_code == 303, r.text
+    [issue] = (await web_api.request("GET", "/agency/issues", owner_token)).json()
+    url = f"/console/issues/{issue['id']}"
+    page = await visitor.get(url)
+    assert "To do" in page.text and event["name"] in page.text
+    r = await visitor.post(url, {"name": issue["name"], "priority": "high",
+                                 "status": "resolved", "description": issue["description"]})  # fmt: skip
+    assert r.status_code == 303
+    page = await visitor.get(url)
+    assert "Resolved" in page.text and "closed" in page.text
+    r = await visitor.post("/console/comments/new", {"issueId": str(issue["id"]),
+                                                     "content": "Found, <b>safe</b>."})  # fmt: skip
+    assert r.headers["location"] == url
+    page = await visitor.get(url)
+    assert "Found, &lt;b&gt;safe&lt;/b&gt;." in page.text and "/console/comments/" in page.text
+    r = await visitor.post("/console/comments/new", {"issueId": str(issue["id"]), "content": ""})
+    assert r.status_code == 400 and visitor.alerts(r)
+
+    listing = await visitor.get("/console/changelogs")
+    details = re.findall(r'href="/console/changelogs/(\d+)"', listing.text)
+    assert details
+    entries = (await web_api.request("GET", "/agency/changelogs", owner_token)).json()
+    update = next(
+        e for e in entries if e["entityClass"].lower() == "issue" and e["type"] == "update"
+    )
+    page = await visitor.get(f"/console/changelogs/{update['id']}")
+    changed = re.findall(r'<tr class="changed">\s*<th scope="row">(\w+)', page.text)
+    assert "status" in changed and "name" not in changed
+    assert "to_do" in page.text and "resolved" in page.text
+    r = await visitor.get("/console/changelogs?userId=abc")
+    assert r.status_code == 400 and r.headers["content-type"].startswith("text/html")
+
+
+async def test_only_the_superadmin_adds_administrators(visitor: Visitor, web_api: Api) -> None:
+    await visitor.sign_in(*SUPERADMIN)
+    page = await visitor.get("/console/admin/users")
+    assert "Add administrator" in page.text
+    admin = {k: str(v) for k, v in web_api.user_body(1).items()}
+    r = await visitor.post("/console/admin/users/new", admin)
+    assert r.status_code == 303, r.text
+    assert admin["email"] in (await visitor.get("/console/admin/users")).text
+    await visitor.post("/console/sign-out", {})
+    await visitor.sign_in(admin["email"], PASSWORD)
+    page = await visitor.get("/console/admin/users")
+    assert page.status_code == 200 and "Add administrator" not in page.text
+    r = await visitor.post("/console/admin/users/new", {**admin, "email": "second@example.org"})
+    assert r.status_code in (400, 403) and visitor.alerts(r)
+    page = await visitor.get("/console/admin/changelogs?agencyId=1")
+    assert page.status_code == 200

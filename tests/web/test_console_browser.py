@@ -342,7 +342,14 @@ async def owner_adds_support_user(tab: Tab, shots: Path) -> None:
     assert cookie["path"] == "/console"
     assert SESSION_COOKIE not in await page.evaluate("document.cookie")
 
-    await page.get_by_role("navigation", name="Console").get_by_role("link", name="Users").click()
+    # The agency's own page: the owner edits what was registered.
+    nav = page.get_by_role("navigation", name="Console")
+    await nav.get_by_role("link", name="Agency").click()
+    await expect(page).to_have_url(url(tab, "/console/agency"))
+    await expect(page.locator("h1")).to_have_text(AGENCY["name"])
+    await expect(page.get_by_label("Website")).to_have_value(AGENCY["website"])
+
+    await nav.get_by_role("link", name="Users").click()
     await expect(page).to_have_url(url(tab, "/console/users"))
     await expect(page.get_by_role("row").filter(has_text=OWNER["email"])).to_contain_text(
         "Agency owner"
@@ -420,6 +427,7 @@ async def owner_adds_event_and_contact(tab: Tab, shots: Path) -> None:
     await expect(fallback).to_be_visible()
     await expect(fallback).to_contain_text(f"Location: {float(EVENT['lat'])}")
     await expect(fallback.get_by_role("link", name="open the map")).to_be_visible()
+    await expect(picker.locator(".map .pin")).to_have_count(1)  # drawn, if out of sight
     contacts = page.locator("section", has=page.get_by_role("heading", name="Emergency contacts"))
     await expect(contacts).to_be_visible()
     await expect(contacts).to_contain_text("No contacts yet.")
@@ -462,7 +470,9 @@ async def support_reads_only(tab: Tab) -> None:
     await expect(page.locator(".facts")).to_contain_text(EVENT["description"])
     await expect(page.get_by_role("link", name="Add contact")).to_have_count(0)
     await expect(page.get_by_role("row").filter(has_text=CONTACT["email"])).to_have_count(1)
+    # The read-only map pins the event too (no inputs to read: the box carries it).
     await expect(page.locator("[data-map] .map-fallback")).to_be_visible()
+    await expect(page.locator("[data-map] .map .pin")).to_have_count(1)
     await sign_out(tab)
 
 

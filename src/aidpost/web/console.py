@@ -8,11 +8,13 @@ only what the role can use.
 from __future__ import annotations
 
 import contextlib
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
+from aidpost.core.errors import BadRequest
 from aidpost.web.forms import Field, body, values
 from aidpost.web.pages import Redirect, Session, Web, client_ip, form_of, redirect, render
 from aidpost.web.pages import page_route as _page_route
@@ -323,3 +325,96 @@ async def not_found(request: Request) -> Response:
         session = await signed_in(request)
     return render(request, CONSOLE, "console/message.html", 404, session=session,
                   title="Not found", errors=["There is no such page."])  # fmt: skip
+
+
+# -- changelogs: who changed what, with each change shown against the one before ------------
+
+
+def _value(entry: dict[str, Any] | None) -> dict[str, Any]:
+    if entry is None:
+        return {}
+    value = entry.get("valueAfter")
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {"value": value}
+    return value if isinstance(value, dict) else {}
+
+
+def diff(entries: list[dict[str, Any]], entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each field of the record before and after this change (the entry before it of the
+    same record holds the value before)."""
+    earlier = [
+        e
+        for e in entries
+        if e["entityClass"] == entry["entityClass"]
+        and e["entityId"] == entry["entityId"]
+        and e["id"] < entry["id"]
+    ]
+    before = _value(max(earlier, key=lambda e: e["id"]) if earlier else None)
+    after = _value(entry)
+    rows = []
+    for key in dict.fromkeys([*before, *after]):
+        old, new = before.get(key), after.get(key)
+        rows.append(
+            {"field": key, "before": _show(old), "after": _show(new), "changed": old != new}
+        )
+    return rows
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _filters(request: Request, names: tuple[str, ...]) -> dict[str, int]:
+    out = {}
+    for name in names:
+        raw = request.query_params.get(name, "").strip()
+        if raw:
+            if not raw.isdigit() or len(raw) > 12:
+                raise BadRequest(f"{name} must be a number")
+            out[name] = int(raw)
+    return out
+
+
+async def _changelogs(
+    request: Request, s: Session, api: str, base: str, names: tuple[str, ...]
+) -> Response:
+    filters = _filters(request, names)
+    entries = await s.api("GET", api, params=filters or None)
+    return page(s, "console/changelogs.html", entries=list(reversed(entries)), base=base,
+                filters=filters, names=names)  # fmt: skip
+
+
+async def _changelog(s: Session, api: str, base: str, changelog_id: int) -> Response:
+    entry = await s.api("GET", f"{api}/{changelog_id}")
+    entries = await s.api("GET", api)
+    return page(s, "console/changelog.html", entry=entry, rows=diff(entries, entry), base=base)
+
+
+@router.get("/changelogs", operation_id="consoleChangelogs")
+async def changelogs(request: Request, s: Signed) -> Response:
+    return await _changelogs(request, s, f"{ORG}/agency/changelogs", "/console/changelogs",
+                             ("userId",))  # fmt: skip
+
+
+@router.get("/changelogs/{changelog_id}", operation_id="consoleChangelog")
+async def changelog(s: Signed, changelog_id: int) -> Response:
+    return await _changelog(s, f"{ORG}/agency/changelogs", "/console/changelogs", changelog_id)
+
+
+@router.get("/admin/changelogs", operation_id="consoleAdminChangelogs")
+async def admin_changelogs(request: Request, s: Signed) -> Response:
+    return await _changelogs(request, s, f"{ORG}/admin/changelogs", "/console/admin/changelogs",
+                             ("userId", "agencyId"))  # fmt: skip
+
+
+@router.get("/admin/changelogs/{changelog_id}", operation_id="consoleAdminChangelog")
+async def admin_changelog(s: Signed, changelog_id: int) -> Response:
+    return await _changelog(s, f"{ORG}/admin/changelogs", "/console/admin/changelogs",
+                            changelog_id)  # fmt: skip

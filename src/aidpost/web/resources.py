@@ -69,6 +69,8 @@ def _cell(column: str, entity: dict[str, Any]) -> str:
     value = entity.get(column)
     if column == "role" and isinstance(value, int):
         return ROLE_NAMES.get(value, str(value))
+    if column in ("status", "priority") and isinstance(value, str):
+        return LABELS.get(value, value)
     if column == "fullName":
         return f"{entity.get('firstName', '')} {entity.get('lastName', '')}".strip()
     return "" if value is None else str(value)
@@ -130,7 +132,7 @@ def register(router: APIRouter, r: Resource) -> None:
         await s.api("DELETE", f"{r.api}/{entity_id}")
         return redirect(request, CONSOLE, r.back(entity), f"The {r.singular} is deleted.")
 
-    op = r.slug.title().replace("-", "")
+    op = r.slug.title().replace("-", "").replace("/", "")
     if r.parent is None:
         router.add_api_route(f"/{r.slug}", list_page, methods=["GET"], operation_id=f"console{op}")
     router.add_api_route(
@@ -272,4 +274,90 @@ CONTACTS = Resource(
     label=lambda e: f"{e.get('firstName', '')} {e.get('lastName', '')}".strip(),
 )
 
-RESOURCES = (USERS, EVENTS, CONTACTS)
+ISSUE_STATUSES = (
+    ("to_do", "To do"),
+    ("in_progress", "In progress"),
+    ("resolved", "Resolved"),
+    ("cancelled", "Cancelled"),
+)
+PRIORITIES = (("low", "Low"), ("medium", "Medium"), ("high", "High"))
+LABELS = dict(ISSUE_STATUSES + PRIORITIES)
+
+
+async def _issue_fields(s: Session, fields: tuple[Field, ...]) -> tuple[Field, ...]:
+    events = await s.api("GET", f"{ORG}/agency/events")
+    options = tuple((str(e["id"]), e["name"]) for e in events)
+    return tuple(replace(f, options=options) if f.name == "eventId" else f for f in fields)
+
+
+async def _issue_extra(s: Session, issue: dict[str, Any]) -> dict[str, Any]:
+    comments = await s.api("GET", f"{ORG}/agency/comments", params={"issueId": issue["id"]})
+    users = {u["id"]: u for u in await s.api("GET", f"{ORG}/agency/users")}
+    event = await s.api("GET", f"{ORG}/agency/events/{issue['eventId']}")
+    return {"comments": comments, "people": users, "event": event, "me": s.user["id"]}
+
+
+def _anyone(_s: Session) -> bool:
+    return True  # support staff and up; the API still decides
+
+
+ISSUES = Resource(
+    slug="issues",
+    api=f"{ORG}/agency/issues",
+    singular="issue",
+    plural="Issues",
+    fields=(
+        Field("name", "Title", maxlength=200),
+        Field("eventId", "Event", "select", integer=True, on_edit=False),
+        Field("priority", "Priority", "select", options=PRIORITIES),
+        Field("status", "Status", "select", options=ISSUE_STATUSES, on_create=False),
+        Field("description", "Description", "textarea", maxlength=20000),
+    ),
+    columns=(
+        ("id", "ID"),
+        ("name", "Title"),
+        ("priority", "Priority"),
+        ("status", "Status"),
+        ("timeCreated", "Created"),
+    ),
+    writable=_anyone,
+    fields_for=_issue_fields,
+    extra=_issue_extra,
+    template="console/issue.html",
+)
+
+COMMENTS = Resource(
+    slug="comments",
+    api=f"{ORG}/agency/comments",
+    singular="comment",
+    plural="Comments",
+    fields=(Field("content", "Comment", "textarea", maxlength=2000),),
+    columns=(),
+    parent=("issueId", "issues"),
+    writable=_anyone,
+    label=lambda e: "comment",
+)
+
+ADMINS = Resource(
+    slug="admin/users",
+    api=f"{ORG}/admin/users",
+    singular="administrator",
+    plural="Administrators",
+    fields=(
+        Field("email", "Email", "email", maxlength=320, autocomplete="off", on_edit=False),
+        *PERSON_FIELDS,
+        Field("role", "Role", "select", integer=True, options=(("1", "Admin"),), on_edit=False),
+        *NEW_PASSWORD,
+    ),
+    columns=(
+        ("id", "ID"),
+        ("fullName", "Name"),
+        ("email", "Email"),
+        ("phoneNumber", "Phone"),
+        ("role", "Role"),
+    ),
+    writable=lambda s: s.user["role"] == 0,
+    label=lambda e: f"{e.get('firstName', '')} {e.get('lastName', '')}".strip(),
+)
+
+RESOURCES = (USERS, EVENTS, CONTACTS, ISSUES, COMMENTS, ADMINS)
