@@ -167,6 +167,8 @@ class Cluster:
             AIDPOST_STATUS_COMPONENTS_FILE=str(self.status_config()),
             AIDPOST_STATUS_PUBLIC_URL=self.url,
         )
+        # The console and the app call the APIs as any client would: through HAProxy.
+        self.add("web", "web", AIDPOST_WEB_API_URL=self.url)
         self.write_haproxy_config()
         self._wait_lb()
         return self
@@ -252,17 +254,20 @@ frontend web
     acl is_participant path_beg /participant-api
     acl is_mailer path_beg /mailer-api
     acl is_status path_beg /statuspage
+    acl is_web path_beg /console /app /web/
     use_backend auth if is_auth
     use_backend gateways if is_messenger
     use_backend participant if is_participant
     use_backend mailer if is_mailer
     use_backend status if is_status
+    use_backend web if is_web
     default_backend organizer
 {backend("auth", self._servers("auth"))}
 {backend("organizer", self._servers("organizer"))}
 {backend("participant", self._servers("participant"))}
 {backend("mailer", self._servers("mailer"))}
 {backend("status", self._servers("status"))}
+{backend("web", self._servers("web"))}
 {backend("gateways", self._servers("gateway"), "leastconn")}
 """
         path = self.workdir / "haproxy.cfg"

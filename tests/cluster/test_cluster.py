@@ -278,3 +278,16 @@ async def test_redis_restart_loses_no_acknowledged_message(
     finally:
         c.stop()
         own.stop()
+
+
+async def test_the_console_works_through_haproxy(cluster: Cluster) -> None:
+    """The web process calls the APIs through the load balancer, as any client would."""
+    from tests.web.conftest import Visitor
+
+    async with httpx.AsyncClient(base_url=cluster.url, timeout=10) as client:
+        visitor = Visitor(client)
+        await visitor.sign_in("owner@demo.aidpost.example", "demo-password-1234")
+        page = await visitor.get("/console/events")
+        assert page.status_code == 200, page.text
+        assert "<table>" in page.text and "/console/events/" in page.text
+        assert (await client.get("/web/static/material.css")).status_code == 200
