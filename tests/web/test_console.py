@@ -453,8 +453,8 @@ async def test_issues_with_comments_and_their_changelog_diff(
     url = f"/console/issues/{issue['id']}"
     page = await visitor.get(url)
     assert "To do" in page.text and event["name"] in page.text
-    r = await visitor.post(url, {"name": issue["name"], "priority": "high",
-                                 "status": "resolved", "description": issue["description"]})  # fmt: skip
+    edit = {"name": issue["name"], "priority": "high", "status": "resolved"}
+    r = await visitor.post(url, {**edit, "description": issue["description"]})
     assert r.status_code == 303
     page = await visitor.get(url)
     assert "Resolved" in page.text and "closed" in page.text

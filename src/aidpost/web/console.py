@@ -143,7 +143,7 @@ async def sign_out(request: Request) -> Response:
 AGENCY_FIELDS = (
     Field("name", "Agency name", maxlength=200, autocomplete="organization"),
     Field("address", "Address", maxlength=400, autocomplete="street-address"),
-    Field("website", "Website", "url", required=False, hint="https://…", autocomplete="url"),
+    Field("website", "Website", "url", hint="https://…", autocomplete="url"),
 )
 PERSON_FIELDS = (
     Field("firstName", "First name", maxlength=100, autocomplete="given-name"),
