@@ -63,7 +63,8 @@ def create_app(
     for part in parts:
         if part.name == "status":
             part.served = tuple(components)  # type: ignore[attr-defined]
-    if "web" in components and "organizer" not in components and not settings.web.api_url:
+    apis = {"auth", "organizer"} <= set(components)
+    if "web" in components and not apis and not settings.web.api_url:
         raise ValueError("AIDPOST_WEB_API_URL is required when the APIs run in another process")
     if "auth" not in components:
         if not settings.core.auth_url:

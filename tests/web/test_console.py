@@ -45,7 +45,7 @@ async def test_sign_in_page_sets_a_csrf_nonce_and_strict_headers(visitor: Visito
     assert r.headers["cache-control"] == "no-store"
     cookie = r.headers["set-cookie"]
     assert cookie.startswith(f"{CSRF_COOKIE}=") and "HttpOnly" in cookie
-    assert "SameSite=strict" in cookie and "Secure" not in cookie  # plain HTTP here
+    assert "SameSite=lax" in cookie and "Secure" not in cookie  # plain HTTP here
     assert 'autocomplete="current-password"' in r.text
     assert visitor.csrf
 
@@ -173,6 +173,7 @@ async def test_a_forged_or_revoked_session_signs_out(visitor: Visitor) -> None:
     visitor.client.cookies.set("aidpost_console", "organizer:not.a.jwt", path="/console")
     r = await visitor.get("/console/events")
     assert r.status_code == 303 and r.headers["location"] == "/console/sign-in"
+    assert 'aidpost_console=""' in r.headers["set-cookie"]  # the dead cookie goes
     visitor.client.cookies.clear()
     await visitor.sign_in(*SUPERADMIN)
     await visitor.post("/console/sign-out", {})
@@ -193,7 +194,13 @@ async def test_a_signed_out_token_no_longer_works(visitor: Visitor) -> None:
 
 async def test_unknown_pages_and_bad_ids_get_an_html_404(visitor: Visitor) -> None:
     assert (await visitor.get("/console/nope")).status_code == 404  # signed out, too
+    r = await visitor.client.put("/console/events")
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
     await visitor.sign_in(*SUPERADMIN)
+    r = await visitor.get("/console/")
+    assert r.status_code == 303 and r.headers["location"] == "/console/admin/agencies"
+    r = await visitor.get("/console/admin/changelogs?userId=%C2%B2")
+    assert r.status_code == 400
     for path in ("/console/nope", "/console/events/abc", "/console/events/99999"):
         r = await visitor.get(path)
         assert r.status_code in (403, 404), path
@@ -322,6 +329,9 @@ async def test_events_and_contacts_from_form_to_api_and_back(
     # A bad edit: the API's message, the form as sent.
     r = await visitor.post(f"/console/events/{event['id']}", {**form, "lat": "north"})
     assert r.status_code == 400 and 'value="north"' in r.text and visitor.alerts(r)
+    for number in ("nan", "inf", "1e999"):  # no JSON number: the API names the field
+        r = await visitor.post(f"/console/events/{event['id']}", {**form, "lng": number})
+        assert r.status_code == 400 and visitor.alerts(r), number
     r = await visitor.post(
         f"/console/events/{event['id']}", {**form, "timeEnd": "2026-01-01T00:00"}
     )
@@ -408,6 +418,16 @@ async def test_assets_are_ours_with_etags(visitor: Visitor) -> None:
     assert again.status_code == 304
     for bad in ("../component.py", "nope.css", "component.py", ".hidden.js"):
         assert (await visitor.client.get(f"/web/static/{bad}")).status_code == 404
+
+
+async def test_agency_websites_link_out_only_over_http(visitor: Visitor, web_api: Api) -> None:
+    form = register_form(web_api, **{"agency.website": "agency.example.org"})
+    assert (await visitor.post("/console/register", form)).status_code == 303
+    await visitor.sign_in(*SUPERADMIN)
+    page = await visitor.get("/console/admin/agencies")
+    agency_id = re.findall(r'href="/console/admin/agencies/(\d+)"', page.text)[-1]
+    page = await visitor.get(f"/console/admin/agencies/{agency_id}")
+    assert 'href="https://agency.example.org"' in page.text
 
 
 async def test_an_unreachable_api_gives_a_503_page(tmp_path: Any) -> None:

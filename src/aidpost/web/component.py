@@ -20,7 +20,10 @@ from aidpost.web.upstream import Upstream
 for _resource in resources.RESOURCES:
     resources.register(console.router, _resource)
 console.router.add_api_route(
-    "/{rest:path}", console.not_found, methods=["GET", "POST"], operation_id="consoleNotFound"
+    "/{rest:path}",
+    console.not_found,
+    methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+    operation_id="consoleNotFound",
 )
 
 

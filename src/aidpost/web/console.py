@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
 from aidpost.core.errors import BadRequest
+from aidpost.core.validation import ascii_digits
 from aidpost.web.forms import Field, body, values
 from aidpost.web.pages import Redirect, Session, Web, client_ip, form_of, redirect, render
 from aidpost.web.pages import page_route as _page_route
@@ -53,7 +54,7 @@ async def signed_in(request: Request) -> Session:
         )
     except UpstreamError as exc:
         if exc.status_code in (401, 403):
-            raise Redirect(f"{CONSOLE.path}/sign-in") from None
+            raise Redirect(f"{CONSOLE.path}/sign-in", sign_out=True) from None
         raise
     session = Session(request, CONSOLE, token, user)
     session.extra["admin"] = user["role"] in (SUPERADMIN, ADMIN)
@@ -83,11 +84,8 @@ def in_agency(s: Session) -> bool:
 
 
 @router.get("", operation_id="consoleHome")
-async def home(request: Request) -> Response:
-    try:
-        s = await signed_in(request)
-    except Redirect as exc:
-        return redirect(request, CONSOLE, exc.url)
+@router.get("/", operation_id="consoleHomeSlash")
+async def home(request: Request, s: Signed) -> Response:
     if is_admin(s) and not in_agency(s):
         return redirect(request, CONSOLE, f"{CONSOLE.path}/admin/agencies")
     return redirect(request, CONSOLE, f"{CONSOLE.path}/events")
@@ -376,7 +374,7 @@ def _filters(request: Request, names: tuple[str, ...]) -> dict[str, int]:
     for name in names:
         raw = request.query_params.get(name, "").strip()
         if raw:
-            if not raw.isdigit() or len(raw) > 12:
+            if not ascii_digits(raw) or len(raw) > 12:
                 raise BadRequest(f"{name} must be a number")
             out[name] = int(raw)
     return out
@@ -393,7 +391,9 @@ async def _changelogs(
 
 async def _changelog(s: Session, api: str, base: str, changelog_id: int) -> Response:
     entry = await s.api("GET", f"{api}/{changelog_id}")
-    entries = await s.api("GET", api)
+    # The change before it is in the same agency (the admin list filters by agency).
+    scope = {"agencyId": entry["agencyId"]} if "/admin/" in api and entry["agencyId"] else None
+    entries = await s.api("GET", api, params=scope)
     return page(s, "console/changelog.html", entry=entry, rows=diff(entries, entry), base=base)
 
 

@@ -7,6 +7,7 @@ a number field that holds no number is sent as the text it holds and the API nam
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,9 +55,11 @@ class Field:
             return at.isoformat().replace("+00:00", "Z")
         if self.kind == "number" and text:
             try:
-                return int(text) if self.integer else float(text)
+                number = int(text) if self.integer else float(text)
             except ValueError:
                 return text
+            # nan, inf and 1e999 are no JSON: the API names the field instead.
+            return number if math.isfinite(number) else text
         if self.integer and text:
             try:
                 return int(text)

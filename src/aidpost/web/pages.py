@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from aidpost.core.errors import ApiError
 from aidpost.core.forms import read_form
@@ -47,12 +49,23 @@ def _when(value: str | None) -> str:
     return at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _href(value: str | None) -> str:
+    """A website as a link: http(s) only; a bare host gets https:// (no relative links, no
+    javascript: or data: URLs)."""
+    if not value:
+        return ""
+    scheme = urlsplit(value).scheme.lower()
+    return value if scheme in ("http", "https") else "https://" + value.split("://")[-1]
+
+
 env.filters["when"] = _when
+env.filters["href"] = _href
 
 
 class Redirect(Exception):
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, sign_out: bool = False) -> None:
         self.url = url
+        self.sign_out = sign_out  # the session cookie is dead: clear it on the way
 
 
 @dataclass
@@ -108,12 +121,6 @@ async def form_of(request: Request) -> dict[str, str]:
     return {k: v[0] for k, v in fields.items() if k != "csrf"}
 
 
-async def form_lists(request: Request) -> dict[str, list[str]]:
-    fields = await read_form(request)
-    Web.of(request).guard.check_post(request, (fields.get("csrf") or [""])[0])
-    return fields
-
-
 def render(
     request: Request,
     realm: Realm,
@@ -154,7 +161,12 @@ def page_route(realm: Realm, error_template: str) -> type[APIRoute]:
                 try:
                     return await inner(request)
                 except Redirect as exc:
-                    return redirect(request, realm, exc.url)
+                    response = redirect(request, realm, exc.url)
+                    if exc.sign_out:
+                        Web.of(request).guard.sign_out(response, realm)
+                    return response
+                except ClientDisconnect:
+                    return Response(status_code=400)  # nobody is left to read a page
                 except UpstreamError as exc:
                     if exc.status_code == 401:
                         response = redirect(request, realm, f"{realm.path}/sign-in")

@@ -60,8 +60,9 @@ class Resource:
 
     def back(self, entity: dict[str, Any]) -> str:
         """Where a saved or deleted record leads: its parent, else the list."""
-        if self.parent is not None and entity.get(self.parent[0]) is not None:
-            return f"{CONSOLE.path}/{self.parent[1]}/{entity[self.parent[0]]}"
+        if self.parent is not None:
+            parent = entity.get(self.parent[0])
+            return f"{CONSOLE.path}/{self.parent[1]}" + (f"/{parent}" if parent else "")
         return self.url()
 
 

@@ -2,7 +2,7 @@
 
 * The session cookie holds the user's token (as the APIs issued it): HttpOnly, SameSite=Lax,
   Secure over HTTPS, scoped to its UI's path, never readable by scripts, never in a URL.
-* CSRF: a random per-browser nonce in an HttpOnly SameSite=Strict cookie; every form
+* CSRF: a random per-browser nonce in an HttpOnly SameSite=Lax cookie; every form
   carries HMAC(secret, nonce) and every POST is refused without it, or when the browser
   says the request came from another site (``Sec-Fetch-Site``, ``Origin``).
 * Every page carries a strict Content-Security-Policy: our own scripts and styles only,
@@ -116,7 +116,9 @@ class Guard:
         value = getattr(request.state, "csrf_nonce", None) or self.nonce(request)
         if value is None:
             value = secrets.token_urlsafe(24)
-            self.set_cookie(request, response, CSRF_COOKIE, value, path="/", samesite="strict")
+            # Lax, not Strict: a link from elsewhere must not replace the nonce that the
+            # forms of other open tabs carry (cross-site POSTs still go without it).
+            self.set_cookie(request, response, CSRF_COOKIE, value, path="/")
         request.state.csrf_nonce = value
         return value
 

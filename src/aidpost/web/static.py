@@ -24,16 +24,20 @@ TYPES = {
 
 
 @cache
+def _assets() -> dict[str, tuple[bytes, str, str]]:
+    """Our assets by name, read once: bytes, type and ETag."""
+    out = {}
+    for path in files("aidpost.web").joinpath("static").iterdir():
+        kind = next((v for k, v in TYPES.items() if path.name.endswith(k)), None)
+        if kind is not None and path.is_file() and not path.name.startswith("."):
+            data = path.read_bytes()
+            out[path.name] = (data, kind, '"' + hashlib.sha256(data).hexdigest()[:16] + '"')
+    return out
+
+
 def asset(name: str) -> tuple[bytes, str, str] | None:
-    """The bytes, type and ETag of one of our assets; None for anything else."""
-    if "/" in name or name.startswith(".") or not any(name.endswith(t) for t in TYPES):
-        return None
-    path = files("aidpost.web").joinpath("static", name)
-    if not path.is_file():
-        return None
-    data = path.read_bytes()
-    kind = next(v for k, v in TYPES.items() if name.endswith(k))
-    return data, kind, '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
+    """One of our assets; None for any other name."""
+    return _assets().get(name)
 
 
 @router.get("/static/{name}", operation_id="webAsset")

@@ -29,14 +29,31 @@ export function mount(box) {
   let center = pin ? project(pin.lat, pin.lng, z) : project(50, 15, z);
   const map = document.createElement("div");
   map.className = "map";
-  map.setAttribute("role", "application");
-  map.setAttribute("aria-label", readonly ? "Map of the location" : "Map: click to set the location");
+  map.setAttribute("role", "group");
+  map.setAttribute("aria-label", readonly ? "Map of the location" : "Map: click to set the location (or type the coordinates)");
   box.append(map);
   let failed = false;
 
+  // Tiles and the pin are redrawn; the buttons stay, so keyboard focus stays on them.
+  const layer = document.createElement("div");
+  const zoom = document.createElement("div");
+  zoom.className = "zoom";
+  for (const [label, step] of [["+", 1], ["−", -1]]) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = label;
+    b.setAttribute("aria-label", step > 0 ? "Zoom in" : "Zoom out");
+    b.addEventListener("click", (e) => { e.stopPropagation(); setZoom(z + step); });
+    zoom.append(b);
+  }
+  const credit = document.createElement("div");
+  credit.className = "credit";
+  credit.textContent = "© OpenStreetMap contributors";
+  map.append(layer, zoom, credit);
+
   const draw = () => {
     const w = map.clientWidth, h = map.clientHeight;
-    map.replaceChildren();
+    layer.replaceChildren();
     const left = center.x - w / 2, top = center.y - h / 2;
     const max = 2 ** z;
     for (let tx = Math.floor(left / TILE); tx <= Math.floor((left + w) / TILE); tx++) {
@@ -52,7 +69,7 @@ export function mount(box) {
         img.addEventListener("error", () => {
           if (!failed) { failed = true; map.classList.add("failed"); }
         });
-        map.append(img);
+        layer.append(img);
       }
     }
     if (pin) {
@@ -61,22 +78,8 @@ export function mount(box) {
       dot.className = "pin";
       dot.style.left = `${p.x - left}px`;
       dot.style.top = `${p.y - top}px`;
-      map.append(dot);
+      layer.append(dot);
     }
-    const zoom = document.createElement("div");
-    zoom.className = "zoom";
-    for (const [label, step] of [["+", 1], ["−", -1]]) {
-      const b = document.createElement("button");
-      b.type = "button";
-      b.textContent = label;
-      b.setAttribute("aria-label", step > 0 ? "Zoom in" : "Zoom out");
-      b.addEventListener("click", (e) => { e.stopPropagation(); setZoom(z + step); });
-      zoom.append(b);
-    }
-    const credit = document.createElement("div");
-    credit.className = "credit";
-    credit.textContent = "© OpenStreetMap contributors";
-    map.append(zoom, credit);
   };
   const setZoom = (next) => {
     next = Math.max(2, Math.min(18, next));
