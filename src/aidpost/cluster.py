@@ -161,14 +161,14 @@ class Cluster:
         for i in range(self.gateways):
             self.add(f"gateway{i + 1}", "messenger", AIDPOST_MESSENGER_ROLES="gateway")
         self.add("mailer", "mailer")
+        # The console and the app call the APIs as any client would: through HAProxy.
+        self.add("web", "web", AIDPOST_WEB_API_URL=self.url)
         self.add(
             "status",
             "status",
             AIDPOST_STATUS_COMPONENTS_FILE=str(self.status_config()),
             AIDPOST_STATUS_PUBLIC_URL=self.url,
         )
-        # The console and the app call the APIs as any client would: through HAProxy.
-        self.add("web", "web", AIDPOST_WEB_API_URL=self.url)
         self.write_haproxy_config()
         self._wait_lb()
         return self
@@ -180,6 +180,7 @@ class Cluster:
 
         checks = {c: f"{c}_db" for c in ("auth", "organizer", "participant", "messenger")}
         checks["mailer"] = "mailer_db"
+        checks["web"] = "bus"  # it owns no database; its readiness is its bus
         services = [
             {
                 "id": p.name,

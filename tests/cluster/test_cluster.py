@@ -153,7 +153,7 @@ async def test_gateway_lost_while_messages_flow(cluster: Cluster, how: int) -> N
     # The status page (through HAProxy) saw the gateway go and the rest stay.
     statuses = await _statuses_when(cluster, lambda s: s.get("gateway1") == "major_outage")
     assert {n: s for n, s in statuses.items() if n != "gateway1"} == dict.fromkeys(
-        ("auth", "organizer", "participant", "consumer1", "consumer2", "gateway2", "mailer",
+        ("auth", "organizer", "participant", "consumer1", "consumer2", "gateway2", "mailer", "web",
          "postgresql", "redis"), "operational"
     )  # fmt: skip
     await world.http.aclose()
