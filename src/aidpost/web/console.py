@@ -12,9 +12,9 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from aidpost.core.errors import BadRequest
+from aidpost.core.errors import BadRequest, NotFound
 from aidpost.core.validation import ascii_digits
 from aidpost.web.forms import Field, body, values
 from aidpost.web.pages import Redirect, Session, Web, client_ip, form_of, redirect, render
@@ -88,7 +88,7 @@ def in_agency(s: Session) -> bool:
 async def home(request: Request, s: Signed) -> Response:
     if is_admin(s) and not in_agency(s):
         return redirect(request, CONSOLE, f"{CONSOLE.path}/admin/agencies")
-    return redirect(request, CONSOLE, f"{CONSOLE.path}/events")
+    return redirect(request, CONSOLE, f"{CONSOLE.path}/{'live' if can_chat(s) else 'events'}")
 
 
 # -- sign in, register, sign out ------------------------------------------------------------
@@ -418,3 +418,70 @@ async def admin_changelogs(request: Request, s: Signed) -> Response:
 async def admin_changelog(s: Signed, changelog_id: int) -> Response:
     return await _changelog(s, f"{ORG}/admin/changelogs", "/console/admin/changelogs",
                             changelog_id)  # fmt: skip
+
+
+# -- live support and the archives -----------------------------------------------------------
+
+
+def can_chat(s: Session) -> bool:
+    """Owner, manager and support chat; administrators cannot (ESME's rule)."""
+    return s.user["role"] in (OWNER, MANAGER, SUPPORT)
+
+
+@router.get("/live", operation_id="consoleLive")
+async def live(s: Signed) -> Response:
+    if not can_chat(s):
+        return page(
+            s,
+            "console/message.html",
+            403,
+            title="Not for administrators",
+            errors=["Live support is for the agency's staff; administrators cannot chat."],
+        )
+    web = Web.of(s.request)
+    return page(s, "console/live.html", ws_url=web.ws_url or "")
+
+
+@router.post("/live/token", operation_id="consoleLiveToken")
+async def live_token(request: Request, s: Signed) -> Response:
+    """The session's token for the messenger's WebSocket (browsers cannot set headers on
+    one). Same-origin scripts only: a POST with the page's CSRF token; never cached."""
+    Web.of(request).guard.check_post(request, request.headers.get("x-csrf-token"))
+    return JSONResponse(
+        {"authorization": f"Bearer {s.token}"},
+        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@router.get("/live/events/{event_id}", operation_id="consoleLiveEvent")
+async def live_event(s: Signed, event_id: int) -> Response:
+    """An event and its emergency contacts, beside the conversation."""
+    event = await s.api("GET", f"{ORG}/agency/events/{event_id}")
+    contacts = await s.api("GET", f"{ORG}/agency/contacts", params={"eventId": event_id})
+    return JSONResponse(
+        {"event": event, "contacts": contacts}, headers={"Cache-Control": "no-store"}
+    )
+
+
+MSG = "/messenger-api"
+
+
+@router.get("/archives", operation_id="consoleArchives")
+async def archives(s: Signed) -> Response:
+    chats = await s.api("GET", f"{MSG}/agency/chats")
+    return page(s, "console/archives.html", chats=chats)
+
+
+@router.get("/archives/{chat_id}", operation_id="consoleArchive")
+async def archive(s: Signed, chat_id: str) -> Response:
+    if not (len(chat_id) == 24 and all(c in "0123456789abcdef" for c in chat_id)):
+        raise NotFound("There is no such chat.")
+    chats = await s.api("GET", f"{MSG}/agency/chats")
+    chat = next((c for c in chats if c["id"] == chat_id), None)
+    if chat is None:
+        raise NotFound("There is no such ended chat in this agency.")
+    messages = await s.api("GET", f"{MSG}/agency/chats/{chat_id}/messages")
+    located = [m for m in messages if m.get("lat") is not None and m.get("lng") is not None]
+    where = (located[-1]["lat"], located[-1]["lng"]) if located else (
+        chat.get("latStart"), chat.get("lngStart"))  # fmt: skip
+    return page(s, "console/archive.html", chat=chat, messages=messages, where=where)

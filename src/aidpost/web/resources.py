@@ -51,6 +51,8 @@ class Resource:
     fields_for: Callable[[Session, tuple[Field, ...]], Awaitable[tuple[Field, ...]]] = _same
     # More for the edit page (an event's contacts).
     extra: Extra = _nothing
+    # A new record's fields filled from the address (an issue from a chat).
+    preset: Callable[[Request], dict[str, str]] = field(default=lambda _r: {})
     template: str = "console/record.html"
     label: Callable[[dict[str, Any]], str] = field(default=lambda e: str(e.get("name", "")))
 
@@ -83,7 +85,7 @@ def register(router: APIRouter, r: Resource) -> None:
         return page(s, "console/list.html", r=r, rows=rows, cell=_cell, writable=r.writable(s))
 
     async def new_page(s: Signed, request: Request) -> Response:
-        preset = {}
+        preset = r.preset(request)
         if r.parent is not None:
             preset[r.parent[0]] = request.query_params.get(r.parent[0], "")
         return await _form(s, r, None, preset, [])
@@ -302,6 +304,17 @@ def _anyone(_s: Session) -> bool:
     return True  # support staff and up; the API still decides
 
 
+def _from_chat(request: Request) -> dict[str, str]:
+    """An issue started from a chat: its event, and a link to the chat's transcript."""
+    q = request.query_params
+    out = {"eventId": q.get("eventId", "")[:12]}
+    chat = q.get("chatId", "")
+    if len(chat) == 24 and all(c in "0123456789abcdef" for c in chat):
+        out["description"] = f"From live support chat {chat}.\nTranscript: /console/archives/{chat}"
+        out["name"] = "Help request follow-up"
+    return out
+
+
 ISSUES = Resource(
     slug="issues",
     api=f"{ORG}/agency/issues",
@@ -324,6 +337,7 @@ ISSUES = Resource(
     writable=_anyone,
     fields_for=_issue_fields,
     extra=_issue_extra,
+    preset=_from_chat,
     template="console/issue.html",
 )
 

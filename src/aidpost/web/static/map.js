@@ -119,7 +119,14 @@ export function mount(box) {
       draw();
     });
   }
-  box.mapView = { set(lat, lng) { pin = { lat, lng }; center = project(lat, lng, z); draw(); } };
+  box.mapView = {
+    set(lat, lng) {
+      pin = { lat, lng };
+      if (z < 12) z = 15;
+      center = project(lat, lng, z);
+      draw();
+    },
+  };
   draw();
 }
 

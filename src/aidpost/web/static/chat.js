@@ -1,0 +1,184 @@
+// aidpost's chat connection: ESME's messenger protocol plus aidpost's extensions (hello,
+// resume, queue frames, client message ids). One instance per page. It reconnects by
+// itself, resumes every chat from the last sequence number it saw (so nothing is missed or
+// shown twice, from any gateway) and resends what the server has not acknowledged yet.
+
+const PROTOCOL = "aidpost.1";
+
+const randomId = () => {
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes); // works outside secure contexts too, unlike randomUUID
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+};
+
+export class ChatConnection {
+  // authorize(): a promise of "Bearer <realm>:<jwt>"; url: the WebSocket address;
+  // on: {event: handler} for "status", "chat", "closed", "message", "history", "queue",
+  // "queue_position", "info", "error", "frame".
+  constructor({ url, authorize, on = {} }) {
+    this.url = url;
+    this.authorize = authorize;
+    this.on = on;
+    this.ws = null;
+    this.ready = false;
+    this.retries = 0;
+    this.stopped = false;
+    this.chats = new Map(); // id -> chat
+    this.messages = new Map(); // chat id -> messages, in seq order
+    this.lastSeq = new Map(); // chat id -> last seq seen
+    this.pending = new Map(); // client id -> {chatId, message, lat, lng}
+    window.addEventListener("online", () => this.reconnectNow());
+  }
+
+  emit(name, ...args) {
+    this.on[name]?.(...args);
+  }
+
+  async connect() {
+    this.emit("status", "connecting");
+    let authorization;
+    try {
+      authorization = await this.authorize();
+    } catch (err) {
+      this.emit("status", "offline");
+      this.later();
+      return;
+    }
+    if (authorization === null) return; // signed out: the page moves on
+    const ws = new WebSocket(this.url);
+    this.ws = ws;
+    ws.addEventListener("open", () => {
+      ws.send(JSON.stringify({ Authorization: authorization }));
+      this.send("hello", { protocol: PROTOCOL });
+    });
+    ws.addEventListener("message", (event) => {
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      this.handle(frame);
+    });
+    ws.addEventListener("close", () => {
+      if (this.ws !== ws) return;
+      this.ready = false;
+      this.ws = null;
+      this.emit("status", navigator.onLine === false ? "offline" : "reconnecting");
+      this.later();
+    });
+  }
+
+  later() {
+    if (this.stopped || this.timer) return;
+    const wait = Math.min(5000, 300 * 2 ** this.retries++); // ESME's clients: every 5 s
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.connect();
+    }, wait);
+  }
+
+  reconnectNow() {
+    if (this.ws || this.stopped) return;
+    clearTimeout(this.timer);
+    this.timer = null;
+    this.connect();
+  }
+
+  send(type, payload) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(JSON.stringify({ type, payload }));
+    return true;
+  }
+
+  handle(frame) {
+    const { type, payload } = frame;
+    this.emit("frame", frame);
+    switch (type) {
+      case "hello": {
+        this.ready = true;
+        this.retries = 0;
+        this.emit("status", "online");
+        const known = {};
+        for (const [id, seq] of this.lastSeq) if (this.chats.has(id)) known[id] = seq;
+        if (Object.keys(known).length) this.send("resume", { chats: known });
+        this.send("get_chats", "");
+        for (const [clientId, m] of this.pending) this.sendMessage(m.chatId, m.message, m, clientId);
+        break;
+      }
+      case "chats":
+        for (const chat of payload.chats || []) {
+          const fresh = !this.chats.has(chat.id);
+          this.chats.set(chat.id, { ...this.chats.get(chat.id), ...chat });
+          if (fresh) {
+            this.emit("chat", this.chats.get(chat.id), false);
+            this.send("get_chat_history", { chatId: chat.id });
+          }
+        }
+        break;
+      case "chat_history": {
+        const list = (payload.messages || []).slice().sort((a, b) => a.seq - b.seq);
+        this.messages.set(payload.chatId, list);
+        this.lastSeq.set(payload.chatId, list.length ? list[list.length - 1].seq : 0);
+        for (const m of list) this.pending.delete(m.clientId);
+        this.emit("history", payload.chatId, list);
+        break;
+      }
+      case "new_chat":
+        this.chats.set(payload.id, payload);
+        if (!this.messages.has(payload.id)) this.messages.set(payload.id, []);
+        if (!this.lastSeq.has(payload.id)) this.lastSeq.set(payload.id, 0);
+        this.emit("chat", payload, true);
+        break;
+      case "user_message": {
+        const chatId = payload.chatId;
+        const last = this.lastSeq.get(chatId) ?? 0;
+        if (payload.seq !== undefined && payload.seq <= last) break; // had it already
+        if (payload.seq !== undefined) this.lastSeq.set(chatId, payload.seq);
+        if (!this.messages.has(chatId)) this.messages.set(chatId, []);
+        this.messages.get(chatId).push(payload);
+        if (payload.clientId) this.pending.delete(payload.clientId);
+        this.emit("message", payload);
+        break;
+      }
+      case "closed_chat": {
+        const chat = this.chats.get(payload.chatId);
+        if (chat) chat.ended = 1;
+        this.chats.delete(payload.chatId);
+        for (const [clientId, m] of this.pending) if (m.chatId === payload.chatId) this.pending.delete(clientId);
+        this.emit("closed", payload.chatId, chat);
+        break;
+      }
+      case "queue":
+      case "queue_position":
+      case "info":
+      case "error":
+        this.emit(type, payload);
+        break;
+      default:
+        break;
+    }
+  }
+
+  // Sent now if connected, else at the next connection; shown as pending until the
+  // server's user_message with the same client id comes back.
+  sendMessage(chatId, message, where = {}, clientId = randomId()) {
+    const entry = { chatId, message, lat: where.lat, lng: where.lng };
+    this.pending.set(clientId, entry);
+    const payload = { chatId, message, clientId };
+    if (typeof entry.lat === "number" && typeof entry.lng === "number") {
+      payload.lat = entry.lat;
+      payload.lng = entry.lng;
+    }
+    if (this.ready) this.send("send_message", payload);
+    return clientId;
+  }
+
+  closeChat(chatId) {
+    return this.send("close_chat", { chatId });
+  }
+
+  startChat() {
+    return this.send("start_chat", "");
+  }
+}
