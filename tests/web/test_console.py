@@ -517,3 +517,64 @@ async def test_only_the_superadmin_adds_administrators(visitor: Visitor, web_api
     assert r.status_code in (400, 403) and visitor.alerts(r)
     page = await visitor.get("/console/admin/changelogs?agencyId=1")
     assert page.status_code == 200
+
+
+async def test_live_support_is_for_agency_staff_and_hands_out_its_token_carefully(
+    visitor: Visitor, web_api: Api
+) -> None:
+    await visitor.sign_in(*SUPERADMIN)
+    r = await visitor.get("/console/live")
+    assert r.status_code == 403 and "administrators cannot chat" in r.text
+    await visitor.post("/console/sign-out", {})
+    _agency, email = await approved_owner(visitor, web_api)
+    await visitor.sign_in(email, PASSWORD)
+    home = await visitor.get("/console")
+    assert home.headers["location"] == "/console/live"
+    page = await visitor.get("/console/live")
+    assert page.status_code == 200 and 'src="/web/static/live.js"' in page.text
+    csrf = re.search(r'data-csrf="([^"]+)"', page.text)
+    assert csrf
+    # Without the page's token, or from another site: no token.
+    assert (await visitor.client.post("/console/live/token")).status_code == 403
+    r = await visitor.client.post(
+        "/console/live/token",
+        headers={"X-CSRF-Token": csrf.group(1), "Sec-Fetch-Site": "cross-site"},
+    )
+    assert r.status_code == 403
+    r = await visitor.client.post("/console/live/token", headers={"X-CSRF-Token": csrf.group(1)})
+    assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+    assert r.json()["authorization"].startswith("Bearer organizer:")
+    assert (await visitor.client.get("/console/live/token")).status_code == 404
+    visitor.client.cookies.delete("aidpost_console", path="/console")
+    r = await visitor.client.post("/console/live/token", headers={"X-CSRF-Token": csrf.group(1)})
+    assert r.status_code == 303  # signed out: the script sends the browser to sign in
+
+
+async def test_the_event_beside_a_chat_and_the_archives(visitor: Visitor, web_api: Api) -> None:
+    _agency, email = await approved_owner(visitor, web_api)
+    owner_token = await web_api.sign_in(email)
+    event = await web_api.add_event(owner_token)
+    await web_api.request("POST", "/agency/contacts", owner_token,
+                          json=web_api.contact_body(event["id"]))  # fmt: skip
+    await visitor.sign_in(email, PASSWORD)
+    r = await visitor.get(f"/console/live/events/{event['id']}")
+    assert r.status_code == 200 and r.json()["event"]["name"] == event["name"]
+    assert r.json()["contacts"][0]["firstName"] == "Carl"
+    assert (await visitor.get("/console/live/events/999999")).status_code == 404
+    page = await visitor.get("/console/archives")
+    assert page.status_code == 200 and "No ended chats yet." in page.text
+    for bad in ("nope", "0" * 24, "g" * 24, "A" * 300):
+        r = await visitor.get(f"/console/archives/{bad}")
+        assert r.status_code == 404 and r.headers["content-type"].startswith("text/html"), bad
+
+
+async def test_an_issue_from_a_chat_links_its_transcript(visitor: Visitor, web_api: Api) -> None:
+    _agency, email = await approved_owner(visitor, web_api)
+    event = await web_api.add_event(await web_api.sign_in(email))
+    await visitor.sign_in(email, PASSWORD)
+    chat = "0123456789abcdef01234567"
+    page = await visitor.get(f"/console/issues/new?eventId={event['id']}&chatId={chat}")
+    assert f'<option value="{event["id"]}" selected' in page.text
+    assert f"/console/archives/{chat}" in page.text
+    page = await visitor.get("/console/issues/new?eventId=x&chatId=<script>")
+    assert page.status_code == 200 and "<script>" not in page.text.split("<main", 1)[1]
