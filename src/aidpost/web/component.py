@@ -12,19 +12,21 @@ from starlette.types import ASGIApp
 
 from aidpost.core.http import Check
 from aidpost.runtime import Runtime
-from aidpost.web import console, resources, static
+from aidpost.web import console, participant, resources, static
 from aidpost.web.pages import Web
 from aidpost.web.security import Guard
 from aidpost.web.upstream import Upstream
 
 for _resource in resources.RESOURCES:
     resources.register(console.router, _resource)
-console.router.add_api_route(
-    "/{rest:path}",
-    console.not_found,
-    methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-    operation_id="consoleNotFound",
-)
+for _router, _missing in ((console.router, console.not_found),
+                          (participant.router, participant.not_found)):  # fmt: skip
+    _router.add_api_route(
+        "/{rest:path}",
+        _missing,
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        operation_id=f"{_router.prefix.strip('/')}NotFound",
+    )
 
 
 class WebComponent:
@@ -49,7 +51,7 @@ class WebComponent:
         self.upstream.bind(app)
 
     def routers(self) -> Sequence[APIRouter]:
-        return (static.router, console.router)
+        return (static.router, console.router, participant.router)
 
     def state(self) -> dict[str, Any]:
         return {"web": self.web}

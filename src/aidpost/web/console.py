@@ -16,8 +16,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from aidpost.core.errors import BadRequest, NotFound
 from aidpost.core.validation import ascii_digits
+from aidpost.web import pages
 from aidpost.web.forms import Field, body, values
-from aidpost.web.pages import Redirect, Session, Web, client_ip, form_of, redirect, render
+from aidpost.web.pages import Redirect, Session, Web, form_of, redirect, render, session_of
 from aidpost.web.pages import page_route as _page_route
 from aidpost.web.security import CONSOLE
 from aidpost.web.upstream import UpstreamError
@@ -44,22 +45,9 @@ router = APIRouter(
 
 
 async def signed_in(request: Request) -> Session:
-    web = Web.of(request)
-    token = web.guard.token(request, CONSOLE)
-    if token is None:
-        raise Redirect(f"{CONSOLE.path}/sign-in")
-    try:
-        user = await web.upstream.call(
-            "GET", f"{ORG}/profile", token=token, client_ip=client_ip(request)
-        )
-    except UpstreamError as exc:
-        if exc.status_code in (401, 403):
-            raise Redirect(f"{CONSOLE.path}/sign-in", sign_out=True) from None
-        raise
-    session = Session(request, CONSOLE, token, user)
-    session.extra["admin"] = user["role"] in (SUPERADMIN, ADMIN)
-    session.extra["role_name"] = ROLE_NAMES.get(user["role"], "")
-    request.state.web_session = session
+    session = await session_of(request, CONSOLE)
+    session.extra["admin"] = session.user["role"] in (SUPERADMIN, ADMIN)
+    session.extra["role_name"] = ROLE_NAMES.get(session.user["role"], "")
     return session
 
 
@@ -101,41 +89,12 @@ async def sign_in_page(request: Request) -> Response:
 
 @router.post("/sign-in", operation_id="consoleSignIn")
 async def sign_in(request: Request) -> Response:
-    form = await form_of(request)
-    email = form.get("email", "").strip()
-    try:
-        answer = await Web.of(request).upstream.call(
-            "POST",
-            f"{ORG}/auth/sign-in",
-            json={"email": email, "password": form.get("password", "")},
-            client_ip=client_ip(request),
-        )
-    except UpstreamError as exc:
-        if exc.status_code >= 500:
-            raise
-        return render(
-            request, CONSOLE, "console/sign_in.html", 400,
-            errors=exc.messages, values={"email": email},
-        )  # fmt: skip
-    response = redirect(request, CONSOLE, CONSOLE.path)
-    Web.of(request).guard.sign_in(request, response, CONSOLE, answer["token"])
-    return response
+    return await pages.sign_in(request, CONSOLE, "console/sign_in.html")
 
 
 @router.post("/sign-out", operation_id="consoleSignOut")
 async def sign_out(request: Request) -> Response:
-    await form_of(request)
-    web = Web.of(request)
-    token = web.guard.token(request, CONSOLE)
-    if token:
-        # The cookie goes either way; an expired token is signed out already.
-        with contextlib.suppress(UpstreamError):
-            await web.upstream.call(
-                "POST", f"{ORG}/auth/sign-out", token=token, client_ip=client_ip(request)
-            )
-    response = redirect(request, CONSOLE, f"{CONSOLE.path}/sign-in", "You are signed out.")
-    web.guard.sign_out(response, CONSOLE)
-    return response
+    return await pages.sign_out(request, CONSOLE)
 
 
 AGENCY_FIELDS = (
@@ -180,7 +139,7 @@ async def register(request: Request) -> Response:
     try:
         await Web.of(request).upstream.call(
             "POST", f"{ORG}/agency", json={"agency": agency, "owner": owner},
-            client_ip=client_ip(request),
+            client_ip=pages.client_ip(request),
         )  # fmt: skip
     except UpstreamError as exc:
         if exc.status_code >= 500:
@@ -444,13 +403,7 @@ async def live(s: Signed) -> Response:
 
 @router.post("/live/token", operation_id="consoleLiveToken")
 async def live_token(request: Request, s: Signed) -> Response:
-    """The session's token for the messenger's WebSocket (browsers cannot set headers on
-    one). Same-origin scripts only: a POST with the page's CSRF token; never cached."""
-    Web.of(request).guard.check_post(request, request.headers.get("x-csrf-token"))
-    return JSONResponse(
-        {"authorization": f"Bearer {s.token}"},
-        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
-    )
+    return pages.socket_token(request, s)
 
 
 @router.get("/live/events/{event_id}", operation_id="consoleLiveEvent")

@@ -7,6 +7,7 @@ Handlers are thin: they read the form, call one API, and render or redirect
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable, Coroutine
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.exceptions import HTTPException
@@ -108,6 +109,76 @@ class Session:
             params=params,
             client_ip=client_ip(self.request),
         )
+
+
+async def session_of(request: Request, realm: Realm) -> Session:
+    """The signed-in user (their profile, fresh from the API: a revoked token ends here),
+    or a redirect to sign in."""
+    web = Web.of(request)
+    token = web.guard.token(request, realm)
+    if token is None:
+        raise Redirect(f"{realm.path}/sign-in")
+    try:
+        user = await web.upstream.call(
+            "GET", f"{realm.api}/profile", token=token, client_ip=client_ip(request)
+        )
+    except UpstreamError as exc:
+        if exc.status_code in (401, 403):
+            raise Redirect(f"{realm.path}/sign-in", sign_out=True) from None
+        raise
+    session = Session(request, realm, token, user)
+    request.state.web_session = session
+    return session
+
+
+async def sign_in(request: Request, realm: Realm, template: str, **context: Any) -> Response:
+    """The sign-in form's POST: the API's answer becomes the session cookie."""
+    form = await form_of(request)
+    email = form.get("email", "").strip()
+    try:
+        answer = await Web.of(request).upstream.call(
+            "POST",
+            f"{realm.api}/auth/sign-in",
+            json={"email": email, "password": form.get("password", "")},
+            client_ip=client_ip(request),
+        )
+    except UpstreamError as exc:
+        if exc.status_code >= 500:
+            raise
+        return render(request, realm, template, 400, errors=exc.messages,
+                      values={"email": email}, **context)  # fmt: skip
+    return signed_in_response(request, realm, answer["token"])
+
+
+def signed_in_response(request: Request, realm: Realm, token: str) -> Response:
+    response = redirect(request, realm, realm.path)
+    Web.of(request).guard.sign_in(request, response, realm, token)
+    return response
+
+
+async def sign_out(request: Request, realm: Realm) -> Response:
+    await form_of(request)
+    web = Web.of(request)
+    token = web.guard.token(request, realm)
+    if token:
+        # The cookie goes either way; an expired token is signed out already.
+        with contextlib.suppress(UpstreamError):
+            await web.upstream.call(
+                "POST", f"{realm.api}/auth/sign-out", token=token, client_ip=client_ip(request)
+            )
+    response = redirect(request, realm, f"{realm.path}/sign-in", "You are signed out.")
+    web.guard.sign_out(response, realm)
+    return response
+
+
+def socket_token(request: Request, s: Session) -> Response:
+    """The session's token for the messenger's WebSocket (browsers cannot set headers on
+    one). Same-origin scripts only: a POST with the page's CSRF token; never cached."""
+    Web.of(request).guard.check_post(request, request.headers.get("x-csrf-token"))
+    return JSONResponse(
+        {"authorization": f"Bearer {s.token}"},
+        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 def client_ip(request: Request) -> str:

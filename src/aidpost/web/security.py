@@ -34,10 +34,11 @@ class Realm:
 
     path: str  # "/console" or "/app"
     cookie: str
+    api: str  # the API its users sign in to and whose profile names them
 
 
-CONSOLE = Realm("/console", "aidpost_console")
-APP = Realm("/app", "aidpost_app")
+CONSOLE = Realm("/console", "aidpost_console", "/organizer-api")
+APP = Realm("/app", "aidpost_app", "/participant-api")
 
 
 def csp(ws_origin: str | None) -> str:
