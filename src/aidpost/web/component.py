@@ -12,11 +12,12 @@ from starlette.types import ASGIApp
 
 from aidpost.core.http import Check
 from aidpost.runtime import Runtime
-from aidpost.web import console, participant, resources, static
+from aidpost.web import admin, console, participant, resources, static
 from aidpost.web.pages import Web
 from aidpost.web.security import Guard
 from aidpost.web.upstream import Upstream
 
+_PLATFORM_PAGES = admin  # imported for its console routes (emails, status page)
 for _resource in resources.RESOURCES:
     resources.register(console.router, _resource)
 for _router, _missing in ((console.router, console.not_found),

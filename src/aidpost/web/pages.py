@@ -187,9 +187,16 @@ def client_ip(request: Request) -> str:
 
 async def form_of(request: Request) -> dict[str, str]:
     """The posted form (first value of each field), after the CSRF check."""
+    return {k: v[0] for k, v in (await form_lists(request)).items()}
+
+
+async def form_lists(request: Request) -> dict[str, list[str]]:
+    """The posted form with every value of each field (checkbox groups), after the CSRF
+    check."""
     fields = await read_form(request)
     Web.of(request).guard.check_post(request, (fields.get("csrf") or [""])[0])
-    return {k: v[0] for k, v in fields.items() if k != "csrf"}
+    fields.pop("csrf", None)
+    return fields
 
 
 def render(
