@@ -120,7 +120,8 @@ async def test_the_status_page_run_from_the_console(visitor: Visitor) -> None:
     r = await visitor.post(
         "/console/admin/status/incidents",
         {"name": "Slow chats", "status": "investigating", "impact": "minor",
-         "body": "Messages take a minute.", "component": comp, f"status:{comp}": "degraded_performance"},
+         "body": "Messages take a minute.", "component": comp,
+         f"status:{comp}": "degraded_performance"},
     )  # fmt: skip
     assert r.status_code == 303
     page = await visitor.get("/console/admin/status")
