@@ -329,7 +329,8 @@ async def owner_adds_support_user(tab: Tab, shots: Path) -> None:
     page = tab.page
     answer = await sign_in(tab, OWNER["email"], OWNER["password"])
     assert answer.status == 200
-    await expect(page).to_have_url(url(tab, "/console/events"))
+    await expect(page).to_have_url(url(tab, "/console/live"))  # agency staff start there
+    await expect(page.locator("#conn")).to_have_text("Connected")
     await expect(page.locator(".who")).to_contain_text("Olga Owner · Agency owner")
 
     # The session lives in an HttpOnly cookie scoped to the console: no script reads it.
@@ -456,6 +457,9 @@ async def support_reads_only(tab: Tab) -> None:
     page = tab.page
     answer = await sign_in(tab, SUPPORT["email"], SUPPORT["password"])
     assert answer.status == 200
+    await expect(page).to_have_url(url(tab, "/console/live"))
+    await expect(page.locator("#conn")).to_have_text("Connected")  # loaded, nothing in flight
+    await page.get_by_role("navigation", name="Console").get_by_role("link", name="Events").click()
     await expect(page).to_have_url(url(tab, "/console/events"))
     await expect(page.locator(".who")).to_contain_text("Sam Support · Agency support")
     await expect(page.locator("h1")).to_have_text("Events")

@@ -237,27 +237,31 @@ class Tab:
     sockets: list[WebSocket] = field(default_factory=list)
     offline: bool = False  # the test cut the network: the token fetch may fail meanwhile
     offline_failures: list[str] = field(default_factory=list)
-    shown_though_hidden: list[str] = field(default_factory=list)
+    layout: list[str] = field(default_factory=list)  # see check_layout
 
-    async def check_hidden(self, when: str) -> None:
-        """Elements the page hid (the ``hidden`` attribute) must not be drawn. Collected and
-        asserted once the live page is done with (``assert_hidden_stay_hidden``), so that one
-        style mistake does not stop the journey at its first symptom."""
+    async def check_layout(self, when: str) -> None:
+        """What the page hid (the ``hidden`` attribute) is not drawn, and the page does not
+        scroll sideways. Collected, and asserted once the live page is done with
+        (``assert_layout``), so that one style mistake does not stop the journey at its
+        first symptom."""
         drawn = await self.page.evaluate(
             """[...document.querySelectorAll("[hidden]")]
                 .filter((e) => e.getClientRects().length > 0)
                 .map((e) => e.id ? `#${e.id}` : `${e.tagName.toLowerCase()}.${e.className}`)"""
         )
-        self.shown_though_hidden += [f"{when}: {what}" for what in drawn]
-
-    def assert_hidden_stay_hidden(self) -> None:
-        assert self.shown_though_hidden == [], (
-            "drawn despite the hidden attribute (a display rule overrides it)",
-            self.shown_though_hidden,
+        self.layout += [f"{when}: {what} is drawn despite its hidden attribute" for what in drawn]
+        # Not window.innerWidth, which grows to fit content wider than the screen.
+        scroll, width = await self.page.evaluate(
+            "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
         )
+        if scroll > width:
+            self.layout.append(f"{when}: the page scrolls sideways ({scroll} px in {width} px)")
+
+    def assert_layout(self) -> None:
+        assert self.layout == [], self.layout
 
     def assert_clean(self) -> None:
-        self.assert_hidden_stay_hidden()
+        self.assert_layout()
         assert self.problems == [], self.problems
         for answer in self.pages:
             assert answer.headers.get("content-security-policy"), f"no CSP on {answer.url}"
@@ -336,7 +340,7 @@ async def sign_in_and_take_the_request(tab: Tab) -> None:
     await expect(page.locator("#waiting")).to_have_text("1")
     await expect(page.locator("#no-chats")).to_be_visible()
     await expect(page.locator("#details")).to_be_hidden()
-    await tab.check_hidden("before any chat is open")  # no message box yet, say
+    await tab.check_layout("before any chat is open")  # no message box yet, say
 
     switch = page.get_by_role("switch", name="Accept new chats")
     await expect(switch).not_to_be_checked()
@@ -392,6 +396,7 @@ async def talk(tab: Tab, someone: Participant, chat_id: str, shots: Path) -> Non
     await expect(page.locator("#messages li.mine")).to_have_count(1)
     await expect(page.locator("#messages li.pending")).to_have_count(0)  # acknowledged
     await expect(page.locator("#coords")).to_contain_text(fmt(MOVED))  # staff has no location
+    await tab.check_layout("mid-conversation")  # a long email beside the chat, say
     await page.screenshot(path=shots / "console-live.png", full_page=True)
 
 
@@ -496,10 +501,10 @@ async def close_and_archive(tab: Tab, someone: Participant, chat_id: str, shots:
     # No message box and no close button for an ended chat (both carry ``hidden`` now).
     assert await page.locator("#composer").get_attribute("hidden") is not None
     assert await page.locator("#close-chat").get_attribute("hidden") is not None
-    await tab.check_hidden("after the chat ended")
+    await tab.check_layout("after the chat ended")
     await expect(page.locator("#chats li")).to_have_text([OTHER["email"]])  # the other one
     page.remove_listener("dialog", accept)
-    tab.assert_hidden_stay_hidden()
+    tab.assert_layout()
 
     everything = [f"Problem description: {DESCRIPTION}", MOVED_TEXT, REPLY, *WHILE_OFFLINE]
     await page.get_by_role("link", name="Archives").first.click()

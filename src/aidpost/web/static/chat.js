@@ -28,6 +28,9 @@ export class ChatConnection {
     this.lastSeq = new Map(); // chat id -> last seq seen
     this.pending = new Map(); // client id -> {chatId, message, lat, lng}
     window.addEventListener("online", () => this.reconnectNow());
+    // The browser knows the network is gone before the socket does: say so, and start over
+    // when it is back (what was not acknowledged is sent again then).
+    window.addEventListener("offline", () => this.ws?.close());
   }
 
   emit(name, ...args) {

@@ -61,7 +61,7 @@ const chat = new ChatConnection({
       if (isNew) {
         beep();
         if (accepting) setAccept(false); // ESME's switch: one new chat, then off
-        if (!openChat) select(c.id);
+        if (!openChat || !chat.chats.has(openChat)) select(c.id);
       }
     },
     history(chatId) {
