@@ -175,3 +175,30 @@ def percentile(ordered: list[float], share: float) -> float:
 def client_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+async def timed_get(client: httpx.AsyncClient, path: str) -> float:
+    """One GET in milliseconds; anything but 200 stops the benchmark."""
+    t0 = time.perf_counter()
+    r = await client.get(path)
+    elapsed = (time.perf_counter() - t0) * 1000
+    if r.status_code != 200:
+        raise RuntimeError(f"{path}: HTTP {r.status_code} {r.text[:200]}")
+    return elapsed
+
+
+async def get_times(
+    client: httpx.AsyncClient, path: str, requests: int, concurrency: int
+) -> tuple[list[float], list[float], float]:
+    """``requests`` GETs one after the other, then ``requests`` with ``concurrency`` at once:
+    (sorted sequential times, sorted concurrent times, concurrent requests per second)."""
+    sequential = sorted([await timed_get(client, path) for _ in range(requests)])
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one() -> float:
+        async with limit:
+            return await timed_get(client, path)
+
+    t0 = time.perf_counter()
+    together = sorted(await asyncio.gather(*(one() for _ in range(requests))))
+    return sequential, together, requests / (time.perf_counter() - t0)

@@ -25,7 +25,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Server, free_port, log, percentile
+from bench.common import Server, free_port, get_times, log, percentile, timed_get
 
 PATHS = ("/statuspage", "/statuspage/api/v2/summary.json", "/statuspage/api/v2/uptime.json")
 
@@ -57,29 +57,11 @@ def fill(db: Path, days: int, interval: int) -> tuple[int, int]:
         con.close()
 
 
-async def timed(client: httpx.AsyncClient, path: str) -> float:
-    t0 = time.perf_counter()
-    r = await client.get(path)
-    elapsed = (time.perf_counter() - t0) * 1000
-    if r.status_code != 200:
-        raise RuntimeError(f"{path}: HTTP {r.status_code} {r.text[:200]}")
-    return elapsed
-
-
 async def measure(base: str, requests: int, concurrency: int) -> None:
     async with httpx.AsyncClient(base_url=base, timeout=60) as client:
         for path in PATHS:
-            first = await timed(client, path)
-            sequential = sorted([await timed(client, path) for _ in range(requests)])
-            t0 = time.perf_counter()
-            sem = asyncio.Semaphore(concurrency)
-
-            async def one(p: str = path, limit: asyncio.Semaphore = sem) -> float:
-                async with limit:
-                    return await timed(client, p)
-
-            together = sorted(await asyncio.gather(*(one() for _ in range(requests))))
-            rate = requests / (time.perf_counter() - t0)
+            first = await timed_get(client, path)
+            sequential, together, rate = await get_times(client, path, requests, concurrency)
             print(
                 f"{path:38} first {first:7.1f} ms | sequential median "
                 f"{statistics.median(sequential):6.1f} ms p99 {percentile(sequential, 0.99):6.1f}"

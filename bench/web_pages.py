@@ -19,14 +19,13 @@ import re
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Server, free_port, log, percentile
+from bench.common import Server, free_port, get_times, log, percentile, timed_get
 
 DEMO_PASSWORD = "demo-password-1234"
 PAGES = {
@@ -65,15 +64,6 @@ async def weight(client: httpx.AsyncClient, path: str) -> tuple[int, int, int, i
     return len(html), len(gzip.compress(html)), len(assets), len(gzip.compress(assets))
 
 
-async def timed(client: httpx.AsyncClient, path: str) -> float:
-    t0 = time.perf_counter()
-    r = await client.get(path)
-    elapsed = (time.perf_counter() - t0) * 1000
-    if r.status_code != 200:
-        raise RuntimeError(f"{path}: HTTP {r.status_code} {r.text[:200]}")
-    return elapsed
-
-
 async def measure(base: str, requests: int, concurrency: int) -> None:
     who = {"participant": ("app", "participant"), "support": ("console", "support")}
     for role, paths in PAGES.items():
@@ -82,17 +72,8 @@ async def measure(base: str, requests: int, concurrency: int) -> None:
             await sign_in(client, ui, f"{user}@demo.aidpost.example")
             for path in paths:
                 html, html_gz, assets, assets_gz = await weight(client, path)
-                await timed(client, path)
-                sequential = sorted([await timed(client, path) for _ in range(requests)])
-                sem = asyncio.Semaphore(concurrency)
-
-                async def one(p: str = path, limit: asyncio.Semaphore = sem) -> float:
-                    async with limit:
-                        return await timed(client, p)
-
-                t0 = time.perf_counter()
-                together = sorted(await asyncio.gather(*(one() for _ in range(requests))))
-                rate = requests / (time.perf_counter() - t0)
+                await timed_get(client, path)
+                sequential, together, rate = await get_times(client, path, requests, concurrency)
                 print(
                     f"{path:20} html {html / 1024:5.1f} KiB ({html_gz / 1024:4.1f} gz) "
                     f"+ css/js {assets / 1024:5.1f} KiB ({assets_gz / 1024:4.1f} gz) | "

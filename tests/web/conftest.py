@@ -1,6 +1,7 @@
 """A console user as a browser without JavaScript: an HTTP client that keeps cookies, reads
 each page's CSRF token and posts its forms, on a fresh one-process aidpost (SQLite: the web
-component owns no data; the APIs it calls are tested on PostgreSQL in their own suites)."""
+component owns no data; the APIs it calls are tested on PostgreSQL in their own suites).
+The browser tests' fixtures come from ``tests/web/browser.py``."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from asgi_lifespan import LifespanManager
 
 from aidpost.app import create_app
 from tests.conftest import Api, make_settings, sqlite_databases
+from tests.web.browser import browser, chromium, patient_expect, shots  # noqa: F401 (fixtures)
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 

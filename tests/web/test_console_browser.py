@@ -4,56 +4,35 @@ owner is refused until the superadmin approves it, the owner adds a support user
 event with a contact, and the support user reads the event but may not add one.
 
 JavaScript is on (the event page's map picker is a script). Map tiles come from
-tile.openstreetmap.org, which these machines cannot reach: every tile request is aborted,
-and the page must fall back to showing the coordinates. Full-page screenshots go to
-``AIDPOST_SCREENSHOT_DIR`` when it is set (``docs/screenshots`` keeps the published ones),
-else to the test's ``tmp_path``.
+tile.openstreetmap.org, which these machines cannot reach: every tile request is aborted
+(``tests/web/browser.py``), and the page must fall back to showing the coordinates.
+Full-page screenshots go to ``AIDPOST_SCREENSHOT_DIR`` when it is set (``docs/screenshots``
+keeps the published ones), else to the test's ``tmp_path``.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from playwright.async_api import (
-    Browser,
-    BrowserContext,
-    ConsoleMessage,
-    Page,
-    Request,
-    Response,
-    Route,
-    async_playwright,
-    expect,
-)
+from playwright.async_api import Browser, Response, expect
 
-from tests.conftest import ON_CI, SUPERADMIN
+from tests.conftest import SUPERADMIN
 from tests.contract.server import serve
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-DESKTOP: dict[str, Any] = {"viewport": {"width": 1280, "height": 900}}
-PHONE: dict[str, Any] = {
-    "viewport": {"width": 390, "height": 844},
-    "is_mobile": True,
-    "has_touch": True,
-    "device_scale_factor": 2,
-}
-TILES = "https://tile.openstreetmap.org/"
-SESSION_COOKIE = "aidpost_console"
+from tests.web.browser import (
+    DESKTOP,
+    PHONE,
+    SESSION_COOKIE,
+    Tab,
+    goto,
+    notice,
+    open_tab,
+    press,
+    url,
+)
 
 AGENCY = {
     "name": "Riverside Rescue",
@@ -109,127 +88,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     }
     with serve(data, env) as base:
         yield Site(base=base)
-
-
-@pytest.fixture
-def chromium() -> Path:
-    """Debian's Chromium; Playwright downloads no browser of its own here."""
-    if not CHROMIUM.exists():
-        if ON_CI:
-            pytest.fail(f"{CHROMIUM} is missing on CI: .ci/run installs Debian's chromium")
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium: Path) -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        launched = await pw.chromium.launch(executable_path=str(chromium), headless=True, args=ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("AIDPOST_SCREENSHOT_DIR") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@dataclass
-class Tab:
-    """A page in its own context (JavaScript on), and what went wrong in it so far."""
-
-    context: BrowserContext
-    page: Page
-    base: str
-    problems: list[str] = field(default_factory=list)
-    pages: list[Response] = field(default_factory=list)  # every document answer, redirects too
-    tiles: list[str] = field(default_factory=list)  # tile requests, each aborted
-    refusals: set[tuple[str, int]] = field(default_factory=set)  # pages meant to say no
-
-    def refusal(self, path: str, status: int) -> None:
-        """The page at ``path`` is about to answer ``status`` on purpose (a form refused)."""
-        self.refusals.add((self.base + path, status))
-
-    def assert_clean(self) -> None:
-        assert self.problems == [], self.problems
-        for answer in self.pages:
-            assert answer.headers.get("content-security-policy"), f"no CSP on {answer.url}"
-            if answer.status >= 400:
-                assert (answer.url, answer.status) in self.refusals, (answer.status, answer.url)
-
-    async def session_cookie(self) -> dict[str, Any] | None:
-        found = [c for c in await self.context.cookies() if c["name"] == SESSION_COOKIE]
-        return dict(found[0]) if found else None
-
-
-def _is_tile(url: str | None) -> bool:
-    return bool(url) and str(url).startswith(TILES)
-
-
-async def open_tab(browser: Browser, base: str, **options: Any) -> Tab:
-    context = await browser.new_context(**options)
-    page = await context.new_page()
-    tab = Tab(context, page, base)
-
-    async def no_tiles(route: Route) -> None:
-        # tile.openstreetmap.org is out of reach here; fail fast as a blocked network would.
-        tab.tiles.append(route.request.url)
-        await route.abort()
-
-    def on_console(msg: ConsoleMessage) -> None:
-        where = msg.location.get("url")
-        if _is_tile(where):
-            return  # the aborted tiles' "Failed to load resource"
-        if any(where == at and f"status of {code} " in msg.text for at, code in tab.refusals):
-            return  # Chromium's note on a page answered 4xx on purpose
-        # CSP violations arrive as console errors; say so even if one came as a warning.
-        if msg.type == "error" or "Content Security Policy" in msg.text:
-            tab.problems.append(f"console {msg.type}: {msg.text} ({msg.location.get('url')})")
-
-    def on_response(resp: Response) -> None:
-        if resp.request.resource_type == "document":
-            tab.pages.append(resp)  # statuses are checked where each page is asked for
-        elif resp.status >= 400:
-            tab.problems.append(f"{resp.status} for {resp.url}")
-
-    def on_failed(req: Request) -> None:
-        if not _is_tile(req.url):
-            tab.problems.append(f"request failed: {req.url} {req.failure}")
-
-    await context.route(re.compile("^" + re.escape(TILES)), no_tiles)
-    page.on("console", on_console)
-    page.on("response", on_response)
-    page.on("pageerror", lambda exc: tab.problems.append(f"page error: {exc}"))
-    page.on("requestfailed", on_failed)
-    return tab
-
-
-def url(tab: Tab, path: str) -> re.Pattern[str]:
-    """The tab's address is exactly ``path`` (a regular expression), no query string."""
-    return re.compile("^" + re.escape(tab.base) + path + "$")
-
-
-async def goto(tab: Tab, path: str) -> Response:
-    answer = await tab.page.goto(tab.base + path, wait_until="load")
-    assert answer is not None
-    return answer
-
-
-async def press(tab: Tab, button: str) -> Response:
-    """Click a form's submit button and wait for the page it leads to (after redirects)."""
-    async with tab.page.expect_navigation(wait_until="load") as navigation:
-        await tab.page.get_by_role("button", name=button, exact=True).click()
-    answer = await navigation.value
-    assert answer is not None
-    return answer
-
-
-async def notice(tab: Tab, text: str) -> None:
-    await expect(tab.page.get_by_role("status")).to_have_text(text)
 
 
 async def sign_in(tab: Tab, email: str, password: str) -> Response:

@@ -10,55 +10,29 @@ itself and shows what it missed once each, in order; a second participant's chat
 the title's unread badge while the first stays open; staff closes the chat, finds it in
 the archives and starts an issue from it.
 
-Map tiles (tile.openstreetmap.org, out of reach here) are aborted as in
-``test_console_browser.py``; screenshots go to ``AIDPOST_SCREENSHOT_DIR`` when it is set,
-else to the test's ``tmp_path``.
+Map tiles (tile.openstreetmap.org, out of reach here) are aborted as in every browser
+test (``tests/web/browser.py``, which also wraps the page's sockets); screenshots go to
+``AIDPOST_SCREENSHOT_DIR`` when it is set, else to the test's ``tmp_path``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import (
-    Browser,
-    BrowserContext,
-    ConsoleMessage,
-    Dialog,
-    Page,
-    Request,
-    Response,
-    Route,
-    WebSocket,
-    async_playwright,
-    expect,
-)
+from playwright.async_api import Browser, Dialog, expect
 
-from tests.conftest import ON_CI
 from tests.contract.server import serve
 from tests.messenger.client import Client
+from tests.web.browser import DESKTOP, WAIT_S, Tab, open_tab, url
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-DESKTOP: dict[str, Any] = {"viewport": {"width": 1280, "height": 900}}
-TILES = "https://tile.openstreetmap.org/"
-WAIT_MS = 15_000  # a CI run may share the CPU: generous, never needed when all is well
-WAIT_S = WAIT_MS / 1000
+pytestmark = pytest.mark.usefixtures("patient_expect")
 
 DEMO_PASSWORD = "demo-password-1234"
 SUPPORT = "support@demo.aidpost.example"
@@ -77,21 +51,6 @@ MOVED = (52.2310461, 21.0060019)  # 52.23105, 21.00600
 MOVED_TEXT = "We carried her to the first-aid tent"
 REPLY = "A medic is on the way to the tent"
 WHILE_OFFLINE = ["She is awake now", "We are by the tent's north door"]
-
-# The chat's own sockets are wrapped so the test can drop them the way a lost network
-# would (see ``reconnects_after_network_loss``); the page's code is untouched.
-KEEP_SOCKETS = """
-(() => {
-  const Native = window.WebSocket;
-  window.__sockets = [];
-  window.WebSocket = class extends Native {
-    constructor(...args) {
-      super(...args);
-      window.__sockets.push(this);
-    }
-  };
-})();
-"""
 
 
 def fmt(where: tuple[float, float]) -> str:
@@ -117,13 +76,6 @@ def site(tmp_path: Path) -> Iterator[Site]:
     data.mkdir()
     with serve(data, env, "--demo") as base:
         yield Site(base=base)
-
-
-@pytest.fixture(autouse=True)
-def patient_expect() -> Iterator[None]:
-    expect.set_options(timeout=WAIT_MS)
-    yield
-    expect.set_options(timeout=None)  # back to Playwright's default for other modules
 
 
 class Participant:
@@ -193,134 +145,6 @@ async def sign_up_participant(http: httpx.AsyncClient) -> Participant:
     r = await http.post("/participant-api/auth/sign-up", json=OTHER)
     assert r.status_code == 201, r.text
     return Participant(http, r.json()["token"])
-
-
-# -- the browser (as in test_console_browser.py) ---------------------------------------------
-
-
-@pytest.fixture
-def chromium() -> Path:
-    """Debian's Chromium; Playwright downloads no browser of its own here."""
-    if not CHROMIUM.exists():
-        if ON_CI:
-            pytest.fail(f"{CHROMIUM} is missing on CI: .ci/run installs Debian's chromium")
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium: Path) -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        launched = await pw.chromium.launch(executable_path=str(chromium), headless=True, args=ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("AIDPOST_SCREENSHOT_DIR") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@dataclass
-class Tab:
-    """A page in its own context (JavaScript on), and what went wrong in it so far."""
-
-    context: BrowserContext
-    page: Page
-    base: str
-    problems: list[str] = field(default_factory=list)
-    pages: list[Response] = field(default_factory=list)  # every document answer
-    sockets: list[WebSocket] = field(default_factory=list)
-    offline: bool = False  # the test cut the network: the token fetch may fail meanwhile
-    offline_failures: list[str] = field(default_factory=list)
-    layout: list[str] = field(default_factory=list)  # see check_layout
-
-    async def check_layout(self, when: str) -> None:
-        """What the page hid (the ``hidden`` attribute) is not drawn, and the page does not
-        scroll sideways. Collected, and asserted once the live page is done with
-        (``assert_layout``), so that one style mistake does not stop the journey at its
-        first symptom."""
-        drawn = await self.page.evaluate(
-            """[...document.querySelectorAll("[hidden]")]
-                .filter((e) => e.getClientRects().length > 0)
-                .map((e) => e.id ? `#${e.id}` : `${e.tagName.toLowerCase()}.${e.className}`)"""
-        )
-        self.layout += [f"{when}: {what} is drawn despite its hidden attribute" for what in drawn]
-        # Not window.innerWidth, which grows to fit content wider than the screen.
-        scroll, width = await self.page.evaluate(
-            "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
-        )
-        if scroll > width:
-            self.layout.append(f"{when}: the page scrolls sideways ({scroll} px in {width} px)")
-
-    def assert_layout(self) -> None:
-        assert self.layout == [], self.layout
-
-    def assert_clean(self) -> None:
-        self.assert_layout()
-        assert self.problems == [], self.problems
-        for answer in self.pages:
-            assert answer.headers.get("content-security-policy"), f"no CSP on {answer.url}"
-            assert answer.status in (200, 303), (answer.status, answer.url)
-
-
-def _is_tile(url: str | None) -> bool:
-    return bool(url) and str(url).startswith(TILES)
-
-
-OFFLINE = "ERR_INTERNET_DISCONNECTED"
-
-
-async def open_tab(browser: Browser, base: str, **options: Any) -> Tab:
-    context = await browser.new_context(**options)
-    await context.add_init_script(KEEP_SOCKETS)
-    page = await context.new_page()
-    tab = Tab(context, page, base)
-    token_url = base + "/console/live/token"
-
-    async def no_tiles(route: Route) -> None:
-        await route.abort()  # tile.openstreetmap.org is out of reach here; fail fast
-
-    def on_console(msg: ConsoleMessage) -> None:
-        where = msg.location.get("url")
-        if _is_tile(where):
-            return  # the aborted tiles' "Failed to load resource"
-        if tab.offline and where == token_url and OFFLINE in msg.text:
-            tab.offline_failures.append(msg.text)  # a reconnection attempt while offline
-            return
-        if msg.type == "error" or "Content Security Policy" in msg.text:
-            tab.problems.append(f"console {msg.type}: {msg.text} ({where})")
-
-    def on_response(resp: Response) -> None:
-        if resp.request.resource_type == "document":
-            tab.pages.append(resp)
-        elif resp.status >= 400:
-            tab.problems.append(f"{resp.status} for {resp.url}")
-
-    def on_failed(req: Request) -> None:
-        if _is_tile(req.url):
-            return
-        if tab.offline and req.url == token_url and OFFLINE in (req.failure or ""):
-            tab.offline_failures.append(f"{req.url} {req.failure}")
-            return
-        tab.problems.append(f"request failed: {req.url} {req.failure}")
-
-    await context.route(re.compile("^" + re.escape(TILES)), no_tiles)
-    page.on("console", on_console)
-    page.on("response", on_response)
-    page.on("pageerror", lambda exc: tab.problems.append(f"page error: {exc}"))
-    page.on("requestfailed", on_failed)
-    page.on("websocket", lambda ws: tab.sockets.append(ws))
-    return tab
-
-
-def url(tab: Tab, path: str) -> re.Pattern[str]:
-    """The tab's address is exactly ``path`` (a regular expression)."""
-    return re.compile("^" + re.escape(tab.base) + path + "$")
 
 
 # -- the journey -------------------------------------------------------------------------------
@@ -549,7 +373,13 @@ async def test_live_support_journey(browser: Browser, site: Site, shots: Path) -
         someone = await sign_in_participant(http, PARTICIPANT, DEMO_PASSWORD)
         await someone.request_help(DESCRIPTION, START)
 
-        tab = await open_tab(browser, site.base, **DESKTOP)
+        tab = await open_tab(
+            browser,
+            site.base,
+            keep_sockets=True,  # reconnects_after_network_loss drops the chat's socket
+            offline_urls=["/console/live/token"],  # reconnection attempts while offline
+            **DESKTOP,
+        )
         await sign_in_and_take_the_request(tab)
         chat_id = await someone.connect(site.base)
         assert re.fullmatch(r"[0-9a-f]{24}", chat_id)

@@ -180,32 +180,26 @@ async def profile_save(request: Request, s: Signed) -> Response:
 
 @router.post("/profile/password", operation_id="consolePasswordChange")
 async def password_change(request: Request, s: Signed) -> Response:
-    form = await form_of(request)
-    change = {k: form.get(k, "") for k in ("oldPassword", "newPassword", "confirmNewPassword")}
-    try:
-        await s.api("PATCH", f"{ORG}/profile/change-password", json=change)
-    except UpstreamError as exc:
-        if exc.status_code != 400:
-            raise
+    def refused(errors: list[str]) -> Response:
         return page(s, "console/profile.html", 400, fields=PERSON_FIELDS,
-                    values=values(PERSON_FIELDS, s.user), password_errors=exc.messages)  # fmt: skip
-    # A password change signs out every earlier token, this one too.
-    response = redirect(
-        request, CONSOLE, f"{CONSOLE.path}/sign-in",
-        "Your password is changed. Sign in with the new one.",
-    )  # fmt: skip
-    Web.of(request).guard.sign_out(response, CONSOLE)
-    return response
+                    values=values(PERSON_FIELDS, s.user), password_errors=errors)  # fmt: skip
+
+    return await pages.change_password(request, s, refused)
 
 
 # -- the agency ------------------------------------------------------------------------------
 
 
+async def _agency(s: Session, status_code: int = 200, **context: Any) -> Response:
+    agency = await s.api("GET", f"{ORG}/agency")
+    context.setdefault("values", values(AGENCY_FIELDS, agency))
+    return page(s, "console/agency.html", status_code, agency=agency, fields=AGENCY_FIELDS,
+                owner=s.user["role"] == OWNER, **context)  # fmt: skip
+
+
 @router.get("/agency", operation_id="consoleAgency")
 async def agency_page(s: Signed) -> Response:
-    agency = await s.api("GET", f"{ORG}/agency")
-    return page(s, "console/agency.html", agency=agency, fields=AGENCY_FIELDS,
-                values=values(AGENCY_FIELDS, agency), owner=s.user["role"] == OWNER)  # fmt: skip
+    return await _agency(s)
 
 
 @router.post("/agency", operation_id="consoleAgencySave")
@@ -216,9 +210,7 @@ async def agency_save(request: Request, s: Signed) -> Response:
     except UpstreamError as exc:
         if exc.status_code != 400:
             raise
-        agency = await s.api("GET", f"{ORG}/agency")
-        return page(s, "console/agency.html", 400, agency=agency, fields=AGENCY_FIELDS,
-                    values=form, owner=True, errors=exc.messages)  # fmt: skip
+        return await _agency(s, 400, values=form, errors=exc.messages)
     return redirect(request, CONSOLE, f"{CONSOLE.path}/agency", "The agency is saved.")
 
 
@@ -227,9 +219,7 @@ async def agency_delete(request: Request, s: Signed) -> Response:
     form = await form_of(request)
     agency = await s.api("GET", f"{ORG}/agency")
     if form.get("confirm", "").strip() != agency["name"]:
-        return page(s, "console/agency.html", 400, agency=agency, fields=AGENCY_FIELDS,
-                    values=values(AGENCY_FIELDS, agency), owner=True,
-                    delete_errors=["Type the agency's name exactly to delete it."])  # fmt: skip
+        return await _agency(s, 400, delete_errors=["Type the agency's name exactly to delete it."])
     await s.api("DELETE", f"{ORG}/agency")
     response = redirect(request, CONSOLE, f"{CONSOLE.path}/sign-in", "The agency is deleted.")
     Web.of(request).guard.sign_out(response, CONSOLE)

@@ -171,6 +171,28 @@ async def sign_out(request: Request, realm: Realm) -> Response:
     return response
 
 
+async def change_password(
+    request: Request,
+    s: Session,
+    refused: Callable[[list[str]], Response],
+    refusals: tuple[int, ...] = (400,),
+) -> Response:
+    """The password form's POST. A changed password signs out every earlier token, this
+    session's too: on to the sign-in page."""
+    form = await form_of(request)
+    change = {k: form.get(k, "") for k in ("oldPassword", "newPassword", "confirmNewPassword")}
+    try:
+        await s.api("PATCH", f"{s.realm.api}/profile/change-password", json=change)
+    except UpstreamError as exc:
+        if exc.status_code not in refusals:
+            raise
+        return refused(exc.messages)
+    response = redirect(request, s.realm, f"{s.realm.path}/sign-in",
+                        "Your password is changed. Sign in with the new one.")  # fmt: skip
+    Web.of(request).guard.sign_out(response, s.realm)
+    return response
+
+
 def socket_token(request: Request, s: Session) -> Response:
     """The session's token for the messenger's WebSocket (browsers cannot set headers on
     one). Same-origin scripts only: a POST with the page's CSRF token; never cached."""

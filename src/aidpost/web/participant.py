@@ -253,16 +253,12 @@ async def phone_save(request: Request, s: Signed) -> Response:
 
 @router.post("/settings/password", operation_id="appPasswordChange")
 async def password_change(request: Request, s: Signed) -> Response:
-    form = await form_of(request)
-    change = {k: form.get(k, "") for k in ("oldPassword", "newPassword", "confirmNewPassword")}
-    refused = await _settings_change(s, "PATCH", f"{PAR}/profile/change-password",
-                                     change, "password_errors")  # fmt: skip
-    if refused:
-        return refused
-    response = redirect(request, APP, f"{APP.path}/sign-in",
-                        "Your password is changed. Sign in with the new one.")  # fmt: skip
-    Web.of(request).guard.sign_out(response, APP)
-    return response
+    def refused(errors: list[str]) -> Response:
+        values = {"phoneNumber": s.user.get("phoneNumber", "")}
+        return page(s, "app/settings.html", 400, values=values, password_errors=errors)
+
+    # The Participant API answers a wrong current password with 401 (ESME's wording).
+    return await pages.change_password(request, s, refused, refusals=(400, 401))
 
 
 @router.post("/settings/delete", operation_id="appDeleteAccount")

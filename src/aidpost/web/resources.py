@@ -75,7 +75,7 @@ def _cell(column: str, entity: dict[str, Any]) -> str:
     if column in ("status", "priority") and isinstance(value, str):
         return LABELS.get(value, value)
     if column == "fullName":
-        return f"{entity.get('firstName', '')} {entity.get('lastName', '')}".strip()
+        return full_name(entity)
     return "" if value is None else str(value)
 
 
@@ -204,27 +204,39 @@ async def _roles(s: Session, fields: tuple[Field, ...]) -> tuple[Field, ...]:
     return tuple(replace(f, options=options) if f.name == "role" else f for f in fields)
 
 
-USERS = Resource(
-    slug="users",
-    api=f"{ORG}/agency/users",
-    singular="user",
-    plural="Users",
-    fields=(
-        Field("email", "Email", "email", maxlength=320, autocomplete="off", on_edit=False),
-        *PERSON_FIELDS,
-        Field("role", "Role", "select", integer=True),
-        *NEW_PASSWORD,
-    ),
-    columns=(
-        ("id", "ID"),
-        ("fullName", "Name"),
-        ("email", "Email"),
-        ("phoneNumber", "Phone"),
-        ("role", "Role"),
-    ),
-    fields_for=_roles,
-    label=lambda e: f"{e.get('firstName', '')} {e.get('lastName', '')}".strip(),
-)
+def full_name(person: dict[str, Any]) -> str:
+    return f"{person.get('firstName', '')} {person.get('lastName', '')}".strip()
+
+
+def _people(slug: str, api: str, singular: str, plural: str, role: Field, **more: Any) -> Resource:
+    """Staff accounts: the agency's users, or the platform's administrators."""
+    return Resource(
+        slug=slug,
+        api=api,
+        singular=singular,
+        plural=plural,
+        fields=(
+            Field("email", "Email", "email", maxlength=320, autocomplete="off", on_edit=False),
+            *PERSON_FIELDS,
+            role,
+            *NEW_PASSWORD,
+        ),
+        columns=(
+            ("id", "ID"),
+            ("fullName", "Name"),
+            ("email", "Email"),
+            ("phoneNumber", "Phone"),
+            ("role", "Role"),
+        ),
+        label=full_name,
+        **more,
+    )
+
+
+USERS = _people(
+    "users", f"{ORG}/agency/users", "user", "Users",
+    Field("role", "Role", "select", integer=True), fields_for=_roles,
+)  # fmt: skip
 
 EVENT_FIELDS = (
     Field("name", "Name", maxlength=200),
@@ -274,7 +286,7 @@ CONTACTS = Resource(
     fields=CONTACT_FIELDS,
     columns=(),
     parent=("eventId", "events"),
-    label=lambda e: f"{e.get('firstName', '')} {e.get('lastName', '')}".strip(),
+    label=full_name,
 )
 
 ISSUE_STATUSES = (
@@ -353,26 +365,10 @@ COMMENTS = Resource(
     label=lambda e: "comment",
 )
 
-ADMINS = Resource(
-    slug="admin/users",
-    api=f"{ORG}/admin/users",
-    singular="administrator",
-    plural="Administrators",
-    fields=(
-        Field("email", "Email", "email", maxlength=320, autocomplete="off", on_edit=False),
-        *PERSON_FIELDS,
-        Field("role", "Role", "select", integer=True, options=(("1", "Admin"),), on_edit=False),
-        *NEW_PASSWORD,
-    ),
-    columns=(
-        ("id", "ID"),
-        ("fullName", "Name"),
-        ("email", "Email"),
-        ("phoneNumber", "Phone"),
-        ("role", "Role"),
-    ),
+ADMINS = _people(
+    "admin/users", f"{ORG}/admin/users", "administrator", "Administrators",
+    Field("role", "Role", "select", integer=True, options=(("1", "Admin"),), on_edit=False),
     writable=lambda s: s.user["role"] == 0,
-    label=lambda e: f"{e.get('firstName', '')} {e.get('lastName', '')}".strip(),
-)
+)  # fmt: skip
 
 RESOURCES = (USERS, EVENTS, CONTACTS, ISSUES, COMMENTS, ADMINS)

@@ -1,7 +1,7 @@
 // The participant's conversation: live over the messenger's WebSocket (our ChatConnection:
 // reconnects, resumes without gaps, resends), with the location sent along each message
 // when shared, and every message kept on the phone so the chat reads offline.
-import { ChatConnection } from "/web/static/chat.js";
+import { ChatConnection, sessionToken } from "/web/static/chat.js";
 
 const $ = (id) => document.getElementById(id);
 const box = $("conversation");
@@ -53,24 +53,9 @@ function ended() {
   $("share")?.parentElement.remove();
 }
 
-async function authorize() {
-  const r = await fetch("/app/live/token", {
-    method: "POST",
-    headers: { "X-CSRF-Token": box.dataset.csrf },
-    credentials: "same-origin",
-    redirect: "manual",
-  });
-  if (r.type === "opaqueredirect" || r.status === 401 || r.status === 403) {
-    location.assign("/app/sign-in");
-    return null;
-  }
-  if (!r.ok) throw new Error(`token: ${r.status}`);
-  return (await r.json()).authorization;
-}
-
 const chat = new ChatConnection({
   url: `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/messenger-api/connect`,
-  authorize,
+  authorize: () => sessionToken("app", box.dataset.csrf),
   on: {
     status(state) {
       $("conn").textContent = { connecting: "Connecting…", online: "Connected", reconnecting: "Reconnecting…", offline: "Offline: your messages are sent when the network is back" }[state];

@@ -11,6 +11,23 @@ const randomId = () => {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 };
 
+// The page's session token for the WebSocket's first frame, from its UI's token endpoint
+// (same-origin POST with the page's CSRF token); null, and off to sign in, when signed out.
+export async function sessionToken(ui, csrf) {
+  const r = await fetch(`/${ui}/live/token`, {
+    method: "POST",
+    headers: { "X-CSRF-Token": csrf },
+    credentials: "same-origin",
+    redirect: "manual",
+  });
+  if (r.type === "opaqueredirect" || r.status === 401 || r.status === 403) {
+    location.assign(`/${ui}/sign-in`);
+    return null;
+  }
+  if (!r.ok) throw new Error(`token: ${r.status}`);
+  return (await r.json()).authorization;
+}
+
 export class ChatConnection {
   // authorize(): a promise of "Bearer <realm>:<jwt>"; url: the WebSocket address;
   // on: {event: handler} for "status", "chat", "closed", "message", "history", "queue",

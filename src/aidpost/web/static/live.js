@@ -2,7 +2,7 @@
 // agency's waiting count, the conversation, and the participant's details with a map of
 // their latest location and the event's contacts. Everything shown is set as text.
 import "/web/static/map.js";
-import { ChatConnection } from "/web/static/chat.js";
+import { ChatConnection, sessionToken } from "/web/static/chat.js";
 
 const root = document.getElementById("live");
 const $ = (id) => document.getElementById(id);
@@ -32,24 +32,9 @@ const wsUrl =
   root.dataset.wsUrl ||
   `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/messenger-api/connect`;
 
-async function authorize() {
-  const r = await fetch("/console/live/token", {
-    method: "POST",
-    headers: { "X-CSRF-Token": root.dataset.csrf },
-    credentials: "same-origin",
-    redirect: "manual",
-  });
-  if (r.type === "opaqueredirect" || r.status === 401 || r.status === 403) {
-    location.assign("/console/sign-in");
-    return null;
-  }
-  if (!r.ok) throw new Error(`token: ${r.status}`);
-  return (await r.json()).authorization;
-}
-
 const chat = new ChatConnection({
   url: wsUrl,
-  authorize,
+  authorize: () => sessionToken("console", root.dataset.csrf),
   on: {
     status(state) {
       const text = { connecting: "Connecting…", online: "Connected", reconnecting: "Reconnecting…", offline: "Offline: reconnecting when the network is back" }[state];
