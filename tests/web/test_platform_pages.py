@@ -150,6 +150,18 @@ async def test_the_status_page_run_from_the_console(visitor: Visitor) -> None:
     assert maintenance
     page = await visitor.get(f"/console/admin/status/incidents/{maintenance.group(1)}")
     assert "2030-05-01 22:00 UTC" in page.text and "In progress" in page.text
+    # A subscriber (through the public API) is listed and removed.
+    r = await visitor.client.post(
+        "/statuspage/api/v2/subscribers", json={"email": "fan@example.org"}
+    )
+    assert r.status_code in (200, 201, 202), r.text
+    page = await visitor.get("/console/admin/status")
+    assert "fan@example.org" in page.text and "pending" in page.text
+    removal = re.search(r'action="(/console/admin/status/subscribers/[^"]+/delete)"', page.text)
+    assert removal
+    assert (await visitor.post(removal.group(1), {})).status_code == 303
+    assert "fan@example.org" not in (await visitor.get("/console/admin/status")).text
+
     r = await visitor.post(
         "/console/admin/status/maintenances",
         {"name": "Backwards", "from": "2030-05-02T22:00", "until": "2030-05-01T23:00", "body": "x"},

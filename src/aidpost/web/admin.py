@@ -166,8 +166,9 @@ LABELS = dict(COMPONENT_STATUSES + INCIDENT_STATUSES + MAINTENANCE_STATUSES + IM
 async def _status_page(s: Signed, status_code: int = 200, **context: Any) -> Response:
     components = await s.api("GET", f"{STATUS}/components")
     incidents = await s.api("GET", f"{STATUS}/incidents")
+    subscribers = await s.api("GET", f"{STATUS}/subscribers")
     return page(s, "console/status_admin.html", status_code, components=components,
-                incidents=incidents, statuses=COMPONENT_STATUSES,
+                incidents=incidents, subscribers=subscribers, statuses=COMPONENT_STATUSES,
                 incident_statuses=INCIDENT_STATUSES, impacts=IMPACTS, labels=LABELS,
                 **context)  # fmt: skip
 
@@ -207,6 +208,16 @@ async def status_component(request: Request, s: Signed, component_id: str) -> Re
     return await _status_call(request, s, "PATCH", f"{STATUS}/components/{_key(component_id)}",
                               {"manual_status": manual}, "The component is saved.",
                               "/console/admin/status")  # fmt: skip
+
+
+@router.post(
+    "/admin/status/subscribers/{subscriber_id}/delete", operation_id="consoleStatusUnsubscribe"
+)
+async def status_unsubscribe(request: Request, s: Signed, subscriber_id: str) -> Response:
+    await form_of(request)
+    return await _status_call(request, s, "DELETE",
+                              f"{STATUS}/subscribers/{_key(subscriber_id)}", None,
+                              "The subscriber is removed.", "/console/admin/status")  # fmt: skip
 
 
 @router.post("/admin/status/incidents", operation_id="consoleStatusOpenIncident")
