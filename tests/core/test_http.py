@@ -152,6 +152,7 @@ async def test_rate_limit_per_address(databases: Databases, tmp_path: Path) -> N
         ({"AIDPOST_CORS_ORIGINS": '["*"]'}, "AIDPOST_CORS_ORIGINS"),
         ({"AIDPOST_WEB_SECRET": "dev-web-secret-not-for-production"}, "AIDPOST_WEB_SECRET"),
         ({"AIDPOST_WEB_SECRET": "short"}, "AIDPOST_WEB_SECRET must be at least 16"),
+        ({"AIDPOST_WEB_SECURE_COOKIES": "never"}, "AIDPOST_WEB_SECURE_COOKIES"),
     ],
 )
 def test_production_refuses_weak_secrets(

@@ -263,6 +263,8 @@ class Settings(BaseSettings):
                 problems.append(f"{name} must be at least 16 characters")
         if "*" in self.core.cors_origins:
             problems.append("AIDPOST_CORS_ORIGINS must list origins, not '*'")
+        if self.web.secure_cookies == "never":
+            problems.append("AIDPOST_WEB_SECURE_COOKIES=never sends sessions over plain HTTP")
         if problems:
             raise InsecureSettingsError("refusing to start in production: " + "; ".join(problems))
 
