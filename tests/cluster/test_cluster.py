@@ -71,6 +71,10 @@ class Resilient:
                 self.client = await Client.connect(self.base, self.token, get_chats=False)
                 await self.client.send("hello", {"protocol": "aidpost.1"})
                 await self.client.next("hello")
+                # Until its hello is answered a socket is served as ESME's clients are: live
+                # messages may come before it. The resume below covers them, in order; kept,
+                # they would come first, out of order.
+                self.client.frames.clear()
                 last = self.seqs[-1] if self.seqs else 0
                 await self.client.send("resume", {"chats": {self.chat_id: last}})
                 for client_id, text in list(self.unacked.items()):

@@ -83,6 +83,25 @@ async def test_resume_sends_exactly_what_was_missed(world: World) -> None:
     assert (await back.next("user_message"))["payload"]["content"] == "live again"
 
 
+async def test_a_resume_covers_what_came_before_the_hello(world: World) -> None:
+    """Before its hello is answered a socket is served as ESME's clients are: live messages
+    come at once. A resume after the hello still sends everything after the sequence
+    number it names, in order, those too; a client ignores what came before the hello."""
+    staff, phone, chat_id, _st, participant_token = await open_chat(world)
+    await phone.close()
+    back = await Client.connect(world.base, participant_token, get_chats=False)
+    await asyncio.sleep(0.2)  # authenticated and subscribed; no hello yet
+    await staff.send("send_message", {"chatId": chat_id, "message": "before hello"})
+    early = (await back.next("user_message"))["payload"]
+    assert (early["seq"], early["content"]) == (2, "before hello")
+    await back.send("hello", {"protocol": "aidpost.1"})
+    await back.next("hello")
+    await back.send("resume", {"chats": {chat_id: 0}})
+    got = [(await back.next("user_message"))["payload"]["seq"] for _ in range(2)]
+    assert got == [1, 2]
+    await back.next("resumed")
+
+
 async def test_staff_see_the_waiting_count(world: World) -> None:
     staff_token = await world.token("organizer", "support")
     staff = await Client.connect(world.base, staff_token, get_chats=False)

@@ -263,7 +263,7 @@ async def talk(staff: Tab, phone: Tab, shots: Path) -> None:
     await phone.context.set_geolocation(MOVED)
     moved = await phone.page.evaluate(
         """new Promise((ok, no) => navigator.geolocation.getCurrentPosition(
-            (p) => ok([p.coords.latitude, p.coords.longitude]), no, {maximumAge: 0}))"""
+            (p) => ok([p.coords.latitude, p.coords.longitude]), no, {maximumAge: 0, timeout: 10000}))"""
     )
     assert moved == [MOVED["latitude"], MOVED["longitude"]]
     await phone_says(phone, MOVED_TEXT)

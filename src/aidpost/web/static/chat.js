@@ -114,6 +114,10 @@ export class ChatConnection {
   handle(frame) {
     const { type, payload } = frame;
     this.emit("frame", frame);
+    // Until the server answers hello it serves this socket as it serves ESME's clients:
+    // live frames may arrive first. The resume and get_chats that follow the hello cover
+    // them in order; taken now, they would move lastSeq past what is still missing.
+    if (!this.ready && type !== "hello" && type !== "error") return;
     switch (type) {
       case "hello": {
         this.ready = true;
