@@ -319,7 +319,8 @@ async def service_worker() -> Response:
 
 @router.get("/offline", operation_id="appOffline")
 async def offline(request: Request) -> Response:
-    return render(request, APP, "app/offline.html")
+    # Served by the service worker when offline: the tabs lead to what the phone kept.
+    return render(request, APP, "app/offline.html", tabs=True)
 
 
 async def not_found(request: Request) -> Response:
