@@ -137,6 +137,8 @@ async def test_sign_up_errors_and_sign_out(visitor: Visitor) -> None:
     email = await participant(visitor)
     r = await visitor.post("/app/sign-out", {})
     assert r.headers["location"] == "/app/sign-in"
+    # Nothing of this person stays on the phone (saved chats, the service worker's copies).
+    assert r.headers["clear-site-data"] == '"cache", "storage"'
     assert (await visitor.get("/app/help")).status_code == 303
     await visitor.get("/app/sign-in")
     r = await visitor.post("/app/sign-in", {"email": email, "password": PW})

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 
-from aidpost.core.errors import BadRequest
+from aidpost.core.errors import BadRequest, NotFound
 from aidpost.web.console import Signed, page, router
 from aidpost.web.forms import Field
 from aidpost.web.pages import env, form_lists, form_of, redirect
@@ -50,8 +50,13 @@ env.filters["recipient"] = recipient
 
 
 def _key(text: str, limit: int = 100) -> str:
-    if not text or len(text) > limit or not all(c.isalnum() or c in "-_." for c in text):
-        raise BadRequest("There is no such record.")
+    """An id as the APIs make them (letters, digits, - and _): nothing that moves the path."""
+    if (
+        not text
+        or len(text) > limit
+        or not all(c.isascii() and (c.isalnum() or c in "-_") for c in text)
+    ):
+        raise NotFound("There is no such record.")
     return text
 
 
@@ -119,7 +124,8 @@ async def email_template(s: Signed, name: str) -> Response:
 
 @router.post("/admin/email-templates/{name}", operation_id="consoleEmailTemplateSave")
 async def email_template_save(request: Request, s: Signed, name: str) -> Response:
-    form = await form_of(request)
+    # Templates are long (the API takes 100 000 + 200 000 characters), and URL-encoded.
+    form = await form_of(request, max_bytes=1_000_000)
     key = _key(name)
     body = {"subject": form.get("subject", ""), "text": form.get("text", "")}
     if form.get("html", "").strip():

@@ -207,15 +207,15 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "127.0.0.1"
 
 
-async def form_of(request: Request) -> dict[str, str]:
+async def form_of(request: Request, max_bytes: int = 20_000) -> dict[str, str]:
     """The posted form (first value of each field), after the CSRF check."""
-    return {k: v[0] for k, v in (await form_lists(request)).items()}
+    return {k: v[0] for k, v in (await form_lists(request, max_bytes)).items()}
 
 
-async def form_lists(request: Request) -> dict[str, list[str]]:
+async def form_lists(request: Request, max_bytes: int = 20_000) -> dict[str, list[str]]:
     """The posted form with every value of each field (checkbox groups), after the CSRF
     check."""
-    fields = await read_form(request)
+    fields = await read_form(request, max_bytes)
     Web.of(request).guard.check_post(request, (fields.get("csrf") or [""])[0])
     fields.pop("csrf", None)
     return fields

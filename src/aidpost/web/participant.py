@@ -157,8 +157,9 @@ async def request_page(request: Request, s: Signed, request_id: int) -> Response
     found = await s.api("GET", f"{PAR}/help-requests/{request_id}")
     if found["status"] == "claimed" and found.get("chatId"):
         return redirect(request, APP, f"{APP.path}/chats/{found['chatId']}")
-    event = await s.api("GET", f"{PAR}/events/{found['eventId']}")
-    return page(s, "app/request.html", req=found, event=event)
+    # The event may be over by now (the API then hides it); the request is still there.
+    names = await _event_names(s, {found["eventId"]})
+    return page(s, "app/request.html", req=found, event={"name": names[found["eventId"]]})
 
 
 @router.get("/requests/{request_id}/status", operation_id="appRequestStatus")
@@ -207,14 +208,15 @@ async def chat_page(s: Signed, chat_id: str) -> Response:
     if active:
         names = await _event_names(s, {active[0]["eventId"]})
         return page(s, "app/chat.html", chat_id=chat_id, ended=False, messages=[],
-                    event=names[active[0]["eventId"]])  # fmt: skip
+                    event=names[active[0]["eventId"]],
+                    ws_url=Web.of(s.request).ws_url or "")  # fmt: skip
     archived = {c["id"]: c for c in await s.api("GET", f"{MSG}/participant/chats")}
     if chat_id not in archived:
         raise NotFound("There is no such chat.")
     messages = await s.api("GET", f"{MSG}/participant/chats/{chat_id}/messages")
     names = await _event_names(s, {archived[chat_id]["eventId"]})
     return page(s, "app/chat.html", chat_id=chat_id, ended=True, messages=messages,
-                event=names[archived[chat_id]["eventId"]])  # fmt: skip
+                event=names[archived[chat_id]["eventId"]], ws_url="")  # fmt: skip
 
 
 @router.post("/live/token", operation_id="appLiveToken")

@@ -35,10 +35,13 @@ class Realm:
     path: str  # "/console" or "/app"
     cookie: str
     api: str  # the API its users sign in to and whose profile names them
+    # Keeps data on the device (the app's saved chats, the service worker's copies): all of
+    # it goes when the session does.
+    stores: bool = False
 
 
 CONSOLE = Realm("/console", "aidpost_console", "/organizer-api")
-APP = Realm("/app", "aidpost_app", "/participant-api")
+APP = Realm("/app", "aidpost_app", "/participant-api", stores=True)
 
 
 def csp(ws_origin: str | None) -> str:
@@ -105,6 +108,9 @@ class Guard:
     @staticmethod
     def sign_out(response: Response, realm: Realm) -> None:
         response.delete_cookie(realm.cookie, path=realm.path)
+        if realm.stores:
+            # Browsers honour it over HTTPS (and on localhost); app.js forgets too.
+            response.headers["Clear-Site-Data"] = '"cache", "storage"'
 
     # -- CSRF -----------------------------------------------------------------------------
 

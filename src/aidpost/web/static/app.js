@@ -58,8 +58,11 @@ if (waiting && $("position")) {
   setTimeout(poll, 3000);
 }
 
-// Signing out: nothing of this person stays on the phone.
-$("sign-out")?.addEventListener("submit", () => {
+// Signing out (or being signed out: the session ended, the account was deleted, the
+// password changed): nothing of this person stays on the phone.
+const forget = () => {
   for (const key of Object.keys(localStorage)) if (key.startsWith("aidpost:")) localStorage.removeItem(key);
   navigator.serviceWorker?.controller?.postMessage({ type: "forget" });
-});
+};
+$("sign-out")?.addEventListener("submit", forget);
+if (location.pathname === "/app/sign-in" || location.pathname === "/app/sign-up") forget();

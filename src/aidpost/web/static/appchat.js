@@ -54,11 +54,11 @@ function ended() {
 }
 
 const chat = new ChatConnection({
-  url: `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/messenger-api/connect`,
+  url: box.dataset.wsUrl || `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/messenger-api/connect`,
   authorize: () => sessionToken("app", box.dataset.csrf),
   on: {
     status(state) {
-      $("conn").textContent = { connecting: "Connecting…", online: "Connected", reconnecting: "Reconnecting…", offline: "Offline: your messages are sent when the network is back" }[state];
+      $("conn").textContent = { connecting: "Connecting…", online: "Connected", reconnecting: "Reconnecting…", offline: "Offline: your messages are sent when the network is back", refused: "Not connected: sign in again" }[state];
       $("conn").dataset.state = state;
     },
     history(id) { if (id === chatId) { keep(); render(); } },
@@ -76,19 +76,49 @@ if (stored.length) {
 }
 render();
 
-if ("geolocation" in navigator && localStorage.getItem("aidpost:share-location") === "yes") {
-  navigator.geolocation.watchPosition(
-    (pos) => { where = { lat: +pos.coords.latitude.toFixed(6), lng: +pos.coords.longitude.toFixed(6) }; },
-    () => { where = null; },
+// The location goes with each message only while the box is ticked and the phone has a
+// fix; the box says which (ticked at first when the help request could send a location).
+let watch = null;
+const share = $("share");
+const shareState = (text) => { $("share-state").textContent = text; };
+function follow(on) {
+  if (watch !== null) navigator.geolocation.clearWatch(watch);
+  watch = null;
+  where = null;
+  if (!on) {
+    shareState("Your location is not sent.");
+    return;
+  }
+  if (!("geolocation" in navigator)) {
+    share.checked = false;
+    shareState("This phone cannot share its location.");
+    return;
+  }
+  shareState("Finding your location…");
+  watch = navigator.geolocation.watchPosition(
+    (pos) => {
+      where = { lat: +pos.coords.latitude.toFixed(6), lng: +pos.coords.longitude.toFixed(6) };
+      localStorage.setItem("aidpost:share-location", "yes");
+      shareState("Your location is sent with each message.");
+    },
+    () => {
+      where = null;
+      shareState("Your location could not be found; describe where you are.");
+    },
     { enableHighAccuracy: true, maximumAge: 30000 },
   );
+}
+if (share) {
+  share.checked = localStorage.getItem("aidpost:share-location") === "yes";
+  share.addEventListener("change", () => follow(share.checked));
+  follow(share.checked);
 }
 
 $("composer").addEventListener("submit", (e) => {
   e.preventDefault();
   const text = $("message").value.trim();
   if (!text) return;
-  chat.sendMessage(chatId, text, $("share")?.checked && where ? where : {});
+  chat.sendMessage(chatId, text, share?.checked && where ? where : {});
   $("message").value = "";
   render();
 });

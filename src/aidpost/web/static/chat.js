@@ -44,10 +44,27 @@ export class ChatConnection {
     this.messages = new Map(); // chat id -> messages, in seq order
     this.lastSeq = new Map(); // chat id -> last seq seen
     this.pending = new Map(); // client id -> {chatId, message, lat, lng}
+    this.connecting = false;
     window.addEventListener("online", () => this.reconnectNow());
-    // The browser knows the network is gone before the socket does: say so, and start over
-    // when it is back (what was not acknowledged is sent again then).
-    window.addEventListener("offline", () => this.ws?.close());
+    // The browser knows the network is gone before the socket does: drop the socket now
+    // (its close may take a minute to come) and start over when the network is back; what
+    // was not acknowledged is sent again then.
+    window.addEventListener("offline", () => this.drop(this.ws, "offline"));
+  }
+
+  // One socket at a time: a dropped one is forgotten at once, and whatever it still
+  // delivers is ignored.
+  drop(ws, status) {
+    if (!ws || this.ws !== ws) return;
+    this.ws = null;
+    this.ready = false;
+    try {
+      ws.close();
+    } catch {
+      // closing a socket that never opened
+    }
+    this.emit("status", status);
+    this.later();
   }
 
   emit(name, ...args) {
@@ -55,23 +72,29 @@ export class ChatConnection {
   }
 
   async connect() {
+    if (this.connecting || this.ws || this.stopped) return;
+    this.connecting = true;
     this.emit("status", "connecting");
     let authorization;
     try {
       authorization = await this.authorize();
     } catch (err) {
+      this.connecting = false;
       this.emit("status", "offline");
       this.later();
       return;
     }
+    this.connecting = false;
     if (authorization === null) return; // signed out: the page moves on
     const ws = new WebSocket(this.url);
     this.ws = ws;
     ws.addEventListener("open", () => {
+      if (this.ws !== ws) return;
       ws.send(JSON.stringify({ Authorization: authorization }));
-      this.send("hello", { protocol: PROTOCOL });
+      ws.send(JSON.stringify({ type: "hello", payload: { protocol: PROTOCOL } }));
     });
     ws.addEventListener("message", (event) => {
+      if (this.ws !== ws) return;
       let frame;
       try {
         frame = JSON.parse(event.data);
@@ -80,26 +103,33 @@ export class ChatConnection {
       }
       this.handle(frame);
     });
-    ws.addEventListener("close", () => {
+    ws.addEventListener("close", (event) => {
       if (this.ws !== ws) return;
-      this.ready = false;
-      this.ws = null;
-      this.emit("status", navigator.onLine === false ? "offline" : "reconnecting");
-      this.later();
+      if (event.code === 1008) {
+        // Refused (the session is over, or not allowed to chat): asking again won't help.
+        this.ws = null;
+        this.ready = false;
+        this.stopped = true;
+        this.emit("status", "refused");
+        return;
+      }
+      this.drop(ws, navigator.onLine === false ? "offline" : "reconnecting");
     });
   }
 
   later() {
     if (this.stopped || this.timer) return;
-    const wait = Math.min(5000, 300 * 2 ** this.retries++); // ESME's clients: every 5 s
+    // ESME's clients retry every 5 s; these back off to that, at random within the step so
+    // that the clients of a restarted gateway do not all come back at once.
+    const step = Math.min(5000, 300 * 2 ** this.retries++);
     this.timer = setTimeout(() => {
       this.timer = null;
       this.connect();
-    }, wait);
+    }, step / 2 + Math.random() * (step / 2));
   }
 
   reconnectNow() {
-    if (this.ws || this.stopped) return;
+    if (this.ws || this.connecting || this.stopped) return;
     clearTimeout(this.timer);
     this.timer = null;
     this.connect();
@@ -121,7 +151,6 @@ export class ChatConnection {
     switch (type) {
       case "hello": {
         this.ready = true;
-        this.retries = 0;
         this.emit("status", "online");
         const known = {};
         for (const [id, seq] of this.lastSeq) if (this.chats.has(id)) known[id] = seq;
@@ -131,13 +160,14 @@ export class ChatConnection {
         break;
       }
       case "chats":
+        this.retries = 0; // a connection that got this far is a good one
         for (const chat of payload.chats || []) {
           const fresh = !this.chats.has(chat.id);
           this.chats.set(chat.id, { ...this.chats.get(chat.id), ...chat });
-          if (fresh) {
-            this.emit("chat", this.chats.get(chat.id), false);
-            this.send("get_chat_history", { chatId: chat.id });
-          }
+          if (fresh) this.emit("chat", this.chats.get(chat.id), false);
+          // Not loaded yet (new, or its history never came): live messages of a chat this
+          // socket has not loaded are not sent to it.
+          if (!this.lastSeq.has(chat.id)) this.send("get_chat_history", { chatId: chat.id });
         }
         break;
       case "chat_history": {

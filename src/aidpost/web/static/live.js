@@ -37,7 +37,7 @@ const chat = new ChatConnection({
   authorize: () => sessionToken("console", root.dataset.csrf),
   on: {
     status(state) {
-      const text = { connecting: "Connecting…", online: "Connected", reconnecting: "Reconnecting…", offline: "Offline: reconnecting when the network is back" }[state];
+      const text = { connecting: "Connecting…", online: "Connected", reconnecting: "Reconnecting…", offline: "Offline: reconnecting when the network is back", refused: "Not connected: sign in again" }[state];
       $("conn").textContent = text;
       $("conn").dataset.state = state;
     },

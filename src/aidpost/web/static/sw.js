@@ -23,8 +23,15 @@ self.addEventListener("activate", (event) => {
   );
 });
 
+// Signing out: every page of this person goes; the app's own files stay (offline page).
 self.addEventListener("message", (event) => {
-  if (event.data?.type === "forget") event.waitUntil(caches.delete(CACHE));
+  if (event.data?.type !== "forget") return;
+  event.waitUntil(
+    caches.open(CACHE).then(async (c) => {
+      const shell = new Set(SHELL.map((p) => new URL(p, location.origin).href));
+      for (const req of await c.keys()) if (!shell.has(req.url)) await c.delete(req);
+    }),
+  );
 });
 
 self.addEventListener("fetch", (event) => {
@@ -39,7 +46,7 @@ self.addEventListener("fetch", (event) => {
         // Keep pages and files that came back whole (not redirects to the sign-in page).
         if (res.ok && res.type === "basic" && !res.redirected) {
           const copy = res.clone();
-          caches.open(CACHE).then((c) => c.put(req, copy));
+          event.waitUntil(caches.open(CACHE).then((c) => c.put(req, copy)));
         }
         return res;
       })
