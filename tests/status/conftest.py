@@ -21,6 +21,7 @@ from aidpost.status.models import outbox
 from aidpost.status.prober import Prober
 from aidpost.status.service import StatusService
 from tests.conftest import Databases
+from tests.web.browser import browser, chromium, shots  # noqa: F401 (the page's browser tests)
 
 T0 = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 CONFIG = {

@@ -14,38 +14,21 @@ import asyncio
 import datetime as dt
 import email
 import email.policy
-import os
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, Page, Response, async_playwright, expect
+from playwright.async_api import Browser, ConsoleMessage, Page, Response, expect
 
-from tests.conftest import ON_CI, SUPERADMIN
+from tests.conftest import SUPERADMIN
 from tests.contract.server import serve
+from tests.web.browser import DESKTOP, PHONE
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-DESKTOP: dict[str, Any] = {"viewport": {"width": 1280, "height": 900}}
-PHONE: dict[str, Any] = {
-    "viewport": {"width": 390, "height": 844},
-    "is_mobile": True,
-    "has_touch": True,
-    "device_scale_factor": 2,
-}
 INCIDENT = {
     "name": "Slow sign-in",
     "status": "identified",
@@ -129,33 +112,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             overall=overall,
             mail=data / "outgoing-mail",
         )
-
-
-@pytest.fixture
-def chromium() -> Path:
-    """Debian's Chromium; Playwright downloads no browser of its own here."""
-    if not CHROMIUM.exists():
-        if ON_CI:
-            pytest.fail(f"{CHROMIUM} is missing on CI: .ci/run installs Debian's chromium")
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium: Path) -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        launched = await pw.chromium.launch(executable_path=str(chromium), headless=True, args=ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("AIDPOST_SCREENSHOT_DIR") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @dataclass
