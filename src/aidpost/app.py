@@ -56,7 +56,7 @@ def create_app(
     runtime: Runtime | None = None,
 ) -> FastAPI:
     """The composition root: one runtime, the chosen components, one HTTP app."""
-    settings.check_production()
+    settings.check_production(components)
     rt = runtime or Runtime(settings)
     parts = [_make(name, rt) for name in components]
     _connect_in_process(parts)

@@ -49,6 +49,63 @@ def _demo(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    from aidpost.app import COMPONENTS, configure_logging
+    from aidpost.core.migrate import migrate
+
+    settings = Settings()
+    configure_logging(settings)
+    components = args.component or list(COMPONENTS)
+    unknown = sorted(set(components) - set(COMPONENTS))
+    if unknown:
+        print(f"aidpost: unknown component {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    for line in asyncio.run(migrate(settings, components)):
+        print(line)
+    return 0
+
+
+def _secrets(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from aidpost.deploy import secrets
+
+    root = Path(args.out)
+    if args.secrets_command == "check":
+        findings = secrets.check(root)
+        for finding in findings:
+            print(finding)
+        if not findings:
+            print(f"{root}: every component's secrets are present and strong")
+        return 1 if findings else 0
+    try:
+        written = secrets.generate(Path(args.hosts), root, force=args.force, rotate=args.rotate)
+    except secrets.SecretsError as exc:
+        print(f"aidpost: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _healthcheck(args: argparse.Namespace) -> int:
+    """Exit 0 when this container's process is ready (the image's HEALTHCHECK)."""
+    import httpx
+
+    from aidpost.core.settings import CoreSettings
+
+    url = args.url or f"http://127.0.0.1:{CoreSettings().port}/status"
+    try:
+        response = httpx.get(url, timeout=args.timeout)
+    except httpx.HTTPError as exc:
+        print(f"aidpost: {url}: {exc or type(exc).__name__}", file=sys.stderr)
+        return 1
+    if response.status_code != 200:
+        print(f"aidpost: {url} answered {response.status_code}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _rotate_keys(_args: argparse.Namespace) -> int:
     from aidpost.auth.component import AuthComponent
     from aidpost.runtime import Runtime
@@ -144,6 +201,34 @@ def main(argv: list[str] | None = None) -> int:
     serve.set_defaults(func=_serve)
     demo = sub.add_parser("demo", help="seed demo data and print how to sign in")
     demo.set_defaults(func=_demo)
+    migrate = sub.add_parser(
+        "migrate", help="apply the database migrations, then exit (a deployment's one-shot job)"
+    )
+    migrate.add_argument(
+        "--component", action="append", help="only this component's databases (repeatable)"
+    )
+    migrate.set_defaults(func=_migrate)
+    secrets_cmd = sub.add_parser("secrets", help="generate or check a production configuration")
+    secrets_sub = secrets_cmd.add_subparsers(dest="secrets_command", required=True)
+    generate = secrets_sub.add_parser(
+        "generate", help="strong secrets and per-component env files from a hosts file"
+    )
+    generate.add_argument("--hosts", default="envs/prod/hosts.json", help="the hosts file")
+    generate.add_argument("--out", default="envs/prod", help="where to write (envs/prod)")
+    generate.add_argument(
+        "--force", action="store_true", help="rewrite existing files (secrets kept)"
+    )
+    generate.add_argument(
+        "--rotate", action="store_true", help="with --force: new secrets and certificate"
+    )
+    generate.set_defaults(func=_secrets)
+    check = secrets_sub.add_parser("check", help="report weak, missing or placeholder values")
+    check.add_argument("--out", default="envs/prod", help="the folder to check (envs/prod)")
+    check.set_defaults(func=_secrets)
+    health = sub.add_parser("healthcheck", help="exit 0 when the local process is ready")
+    health.add_argument("--url", help="default: http://127.0.0.1:$AIDPOST_PORT/status")
+    health.add_argument("--timeout", type=float, default=3.0)
+    health.set_defaults(func=_healthcheck)
     keys = sub.add_parser("rotate-keys", help="make a new signing key")
     keys.set_defaults(func=_rotate_keys)
     mailer = sub.add_parser("mailer", help="the email worker")

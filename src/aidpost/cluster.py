@@ -29,14 +29,6 @@ from typing import Any
 
 import httpx
 
-AUTH_PATHS = (
-    "/auth-api/",
-    "/organizer-api/auth/",
-    "/participant-api/auth/",
-    "/organizer-api/profile/change-password",
-    "/participant-api/profile/change-password",
-)
-
 
 def wait_for_status(
     url: str, seconds: float, still_alive: Callable[[], None] = lambda: None
@@ -86,6 +78,15 @@ class Cluster:
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: list[Process] = field(default_factory=list)
     lb_port: int = 0
+    # With a certificate (PEM: certificate and key), the edge serves HTTPS on ``tls_port``
+    # and redirects ``http_port`` to it, as in production; ``lb_port`` stays plain HTTP for
+    # the web component's calls (and tests).
+    tls_certificate: Path | None = None
+    tls_port: int = 0
+    http_port: int = 0
+    # Each component's whole environment (``aidpost secrets generate``'s files), instead of
+    # this machine's; database and bus URLs then come from there too.
+    component_env: dict[str, dict[str, str]] | None = None
     haproxy: subprocess.Popen[bytes] | None = None
     retired: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -128,7 +129,11 @@ class Cluster:
         wait_for_status(process.url, seconds, alive)
 
     def add(self, name: str, component: str, **env: str) -> Process:
-        base = self._env()
+        if self.component_env is not None:
+            base = {"PATH": os.environ.get("PATH", ""), **self.component_env[component]}
+            base["AIDPOST_HOST"] = "127.0.0.1"
+        else:
+            base = self._env()
         auth = next((p for p in self.processes if p.component == "auth"), None)
         if auth is not None and component != "auth":
             base["AIDPOST_AUTH_URL"] = auth.url
@@ -153,6 +158,8 @@ class Cluster:
     def start(self) -> Cluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.lb_port = free_port()
+        if self.tls_certificate is not None:
+            self.tls_port, self.http_port = free_port(), free_port()
         self.add("auth", "auth")
         self.add("organizer", "organizer")
         self.add("participant", "participant")
@@ -199,7 +206,7 @@ class Cluster:
             if p.component in checks
         ]
         servers = []
-        pg = urlsplit(next(iter(self.database_urls.values())))
+        pg = urlsplit(next(iter(self.database_urls.values()), "postgresql://127.0.0.1:5432"))
         servers.append({"id": "postgresql", "name": "PostgreSQL", "kind": "tcp",
                         "target": f"{pg.hostname or '127.0.0.1'}:{pg.port or 5432}",
                         "interval": interval})  # fmt: skip
@@ -221,56 +228,23 @@ class Cluster:
         return [p for p in self.processes if p.name.startswith(prefix) and p.popen is not None]
 
     def write_haproxy_config(self, reload: bool = False) -> None:
-        def backend(name: str, procs: list[Process], balance: str = "roundrobin") -> str:
-            lines = [
-                f"backend {name}",
-                f"    balance {balance}",
-                "    option httpchk GET /status",
-                "    http-check expect status 200",
-            ]
-            lines += [
-                f"    server {p.name} 127.0.0.1:{p.port} check inter 1s fall 2 rise 1"
-                for p in procs
-            ]
-            return "\n".join(lines)
+        from aidpost.deploy.haproxy import CHECK, Edge, render
 
-        auth_acl = " ".join(AUTH_PATHS)
-        config = f"""global
-    maxconn 8000
-    # a reloaded (old) process drops its WebSocket tunnels after this; clients reconnect
-    hard-stop-after 10s
-    pidfile {self.workdir}/haproxy.pid
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 60s
-    timeout server 60s
-    timeout tunnel 1h
-    option redispatch
-    retries 2
-frontend web
-    bind 127.0.0.1:{self.lb_port}
-    acl is_auth path_beg {auth_acl}
-    acl is_messenger path_beg /messenger-api
-    acl is_participant path_beg /participant-api
-    acl is_mailer path_beg /mailer-api
-    acl is_status path_beg /statuspage
-    acl is_web path_beg /console /app /web/
-    use_backend auth if is_auth
-    use_backend gateways if is_messenger
-    use_backend participant if is_participant
-    use_backend mailer if is_mailer
-    use_backend status if is_status
-    use_backend web if is_web
-    default_backend organizer
-{backend("auth", self._servers("auth"))}
-{backend("organizer", self._servers("organizer"))}
-{backend("participant", self._servers("participant"))}
-{backend("mailer", self._servers("mailer"))}
-{backend("status", self._servers("status"))}
-{backend("web", self._servers("web"))}
-{backend("gateways", self._servers("gateway"), "leastconn")}
-"""
+        prefixes = {b: b for b in ("auth", "organizer", "participant", "mailer", "status", "web")}
+        prefixes["gateways"] = "gateway"
+        servers = {
+            backend: [f"server {p.name} 127.0.0.1:{p.port} {CHECK}" for p in self._servers(prefix)]
+            for backend, prefix in prefixes.items()
+        }
+        edge = Edge(public=f"127.0.0.1:{self.lb_port}")
+        if self.tls_certificate is not None:
+            edge = Edge(
+                public=f"127.0.0.1:{self.http_port}",
+                https=f"127.0.0.1:{self.tls_port}",
+                certificate=str(self.tls_certificate),
+                internal=f"127.0.0.1:{self.lb_port}",
+            )
+        config = render(edge, servers, global_lines=[f"pidfile {self.workdir}/haproxy.pid"])
         path = self.workdir / "haproxy.cfg"
         path.write_text(config)
         command = ["haproxy", "-f", str(path)]

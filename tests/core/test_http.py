@@ -216,3 +216,27 @@ async def test_rate_limit_shared_through_redis(tmp_path: Path) -> None:
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
                 codes.append((await client.get("/organizer-api/api/events/1")).status_code)
     assert [c == 429 for c in codes] == [False] * 4 + [True] * 2
+
+
+def test_production_checks_only_the_secrets_a_component_uses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A process is given its own secrets and no others: the status page needs no API key."""
+    monkeypatch.setenv("AIDPOST_ENV", "production")
+    monkeypatch.setenv("AIDPOST_CORS_ORIGINS", '["https://organizer.example"]')
+    monkeypatch.setenv("AIDPOST_BUS_URL", "redis://127.0.0.1:6379/0")
+    Settings().check_production(["status"])
+    with pytest.raises(InsecureSettingsError) as refused:
+        Settings().check_production(["messenger"])
+    assert "AIDPOST_MESSENGER_API_KEY" in str(refused.value)
+    assert "AIDPOST_PARTICIPANT_API_KEY" in str(refused.value)  # it calls the participant API
+    assert "AIDPOST_WEB_SECRET" not in str(refused.value)
+
+
+def test_production_refuses_the_in_process_bus_for_one_component(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AIDPOST_ENV", "production")
+    monkeypatch.setenv("AIDPOST_CORS_ORIGINS", '["https://organizer.example"]')
+    with pytest.raises(InsecureSettingsError, match="AIDPOST_BUS_URL=memory://"):
+        Settings().check_production(["status"])

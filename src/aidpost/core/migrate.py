@@ -8,8 +8,9 @@ stepping on each other (auth's credential tables live in each realm's database).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from importlib.resources import files
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config
@@ -18,6 +19,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, MetaData, text
 
 from aidpost.core.db import Database
+
+if TYPE_CHECKING:
+    from aidpost.core.settings import Settings
 
 
 def _config(history: str, connection: Connection | None = None) -> Config:
@@ -75,3 +79,41 @@ async def at_head(db: Database, history: str) -> bool:
 
     async with db.engine.connect() as conn:
         return await conn.run_sync(_check)
+
+
+REALM = "auth:realm_migrations"
+
+
+def plan(settings: Settings, components: Sequence[str]) -> list[tuple[str, str]]:
+    """(database URL, history) pairs that ``components`` migrate at start, in their order."""
+    steps = {
+        "auth": [
+            (settings.auth_db, "auth"),
+            (settings.organizer_db, REALM),
+            (settings.participant_db, REALM),
+        ],
+        "organizer": [(settings.organizer_db, "organizer"), (settings.organizer_db, REALM)],
+        "participant": [(settings.participant_db, "participant"), (settings.participant_db, REALM)],
+        "messenger": [(settings.messenger_db, "messenger")],
+        "mailer": [(settings.mailer_db, "mailer")],
+        "status": [(settings.status_db, "status")],
+    }
+    out: list[tuple[str, str]] = []
+    for component in components:
+        for step in steps.get(component, []):
+            if step not in out:
+                out.append(step)
+    return out
+
+
+async def migrate(settings: Settings, components: Sequence[str]) -> list[str]:
+    """Bring the databases of ``components`` to head (``aidpost migrate``); one line each."""
+    done = []
+    for url, history in plan(settings, components):
+        db = Database(url)
+        try:
+            await upgrade(db, history)
+        finally:
+            await db.dispose()
+        done.append(f"{history} at head on {db.engine.url.render_as_string(hide_password=True)}")
+    return done

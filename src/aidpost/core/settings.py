@@ -8,6 +8,7 @@ start with a message that names the variable.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +19,7 @@ PLACEHOLDERS = {"", "changethis", "change-me", "changeme", "secret", "password"}
 DEV_SUPERADMIN_PASSWORD = "superadmin-password-dev"
 DEV_API_KEY = "dev-api-key-not-for-production"
 DEV_WEB_SECRET = "dev-web-secret-not-for-production"
+DEV_SECRETS = {DEV_SUPERADMIN_PASSWORD, DEV_API_KEY, DEV_WEB_SECRET}
 
 
 class InsecureSettingsError(ValueError):
@@ -240,33 +242,80 @@ class Settings(BaseSettings):
         assert self.participant.database_url is not None
         return self.participant.database_url
 
-    def check_production(self) -> None:
-        """Refuse to start in production with a missing or placeholder secret."""
-        if self.core.env != "production":
-            return
-        problems = []
-        secrets = {
+    def secret_values(self) -> dict[str, str]:
+        return {
             "AIDPOST_AUTH_SUPERADMIN_PASSWORD": self.auth.superadmin_password,
             "AIDPOST_ORGANIZER_API_KEY": self.organizer.api_key,
             "AIDPOST_PARTICIPANT_API_KEY": self.participant.api_key,
             "AIDPOST_MESSENGER_API_KEY": self.messenger.api_key,
             "AIDPOST_WEB_SECRET": self.web.secret,
         }
-        for name, value in secrets.items():
-            if value.strip().lower() in PLACEHOLDERS or value in {
-                DEV_SUPERADMIN_PASSWORD,
-                DEV_API_KEY,
-                DEV_WEB_SECRET,
-            }:
-                problems.append(f"{name} is missing or a placeholder")
-            elif len(value) < 16:
-                problems.append(f"{name} must be at least 16 characters")
+
+    def check_production(self, components: Sequence[str] | None = None) -> None:
+        """Refuse to start in production with a missing or placeholder secret.
+
+        Only the secrets that ``components`` use are checked, so each process's environment
+        holds its own secrets and no others (see ``SECRETS``)."""
+        if self.core.env != "production":
+            return
+        wanted = set(components or SECRETS)
+        problems = []
+        values = self.secret_values()
+        names = sorted({n for c in wanted for n in SECRETS.get(c, ()) if n in values})
+        for name in names:
+            problem = weakness(values[name])
+            if problem:
+                problems.append(f"{name} {problem}")
         if "*" in self.core.cors_origins:
             problems.append("AIDPOST_CORS_ORIGINS must list origins, not '*'")
-        if self.web.secure_cookies == "never":
+        if "web" in wanted and self.web.secure_cookies == "never":
             problems.append("AIDPOST_WEB_SECURE_COOKIES=never sends sessions over plain HTTP")
+        if set(SECRETS) - wanted and self.core.bus_url.startswith("memory:"):
+            problems.append(
+                "AIDPOST_BUS_URL=memory:// reaches no other process; set a redis:// URL"
+            )
         if problems:
             raise InsecureSettingsError("refusing to start in production: " + "; ".join(problems))
+
+
+# The secrets each component uses: what its process must be given, and all it is given.
+SECRETS: dict[str, tuple[str, ...]] = {
+    "auth": (
+        "AIDPOST_AUTH_DATABASE_URL",
+        "AIDPOST_ORGANIZER_DATABASE_URL",
+        "AIDPOST_PARTICIPANT_DATABASE_URL",
+    ),
+    "organizer": (
+        "AIDPOST_ORGANIZER_DATABASE_URL",
+        "AIDPOST_ORGANIZER_API_KEY",
+        "AIDPOST_AUTH_SUPERADMIN_PASSWORD",
+    ),
+    "participant": ("AIDPOST_PARTICIPANT_DATABASE_URL", "AIDPOST_PARTICIPANT_API_KEY"),
+    "messenger": (
+        "AIDPOST_MESSENGER_DATABASE_URL",
+        "AIDPOST_MESSENGER_API_KEY",
+        "AIDPOST_PARTICIPANT_API_KEY",
+    ),
+    "mailer": (
+        "AIDPOST_MAILER_DATABASE_URL",
+        "AIDPOST_MAILER_TRANSPORT_URL",
+        "AIDPOST_PARTICIPANT_API_KEY",
+        "AIDPOST_MESSENGER_API_KEY",
+    ),
+    "status": ("AIDPOST_STATUS_DATABASE_URL",),
+    "web": ("AIDPOST_WEB_SECRET",),
+}
+# Every process holds these too: the bus and the shared rate limits (Redis, with its password).
+SHARED_SECRETS = ("AIDPOST_BUS_URL", "AIDPOST_RATE_LIMIT_STORAGE")
+
+
+def weakness(value: str) -> str | None:
+    """Why ``value`` is not fit to be a production secret, or None."""
+    if value.strip().lower() in PLACEHOLDERS or value in DEV_SECRETS:
+        return "is missing or a placeholder"
+    if len(value) < 16:
+        return "must be at least 16 characters"
+    return None
 
 
 def load_settings(**overrides: object) -> Settings:

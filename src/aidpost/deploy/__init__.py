@@ -1,0 +1,1 @@
+"""What a deployment needs from aidpost itself: its generated configuration and edge config."""
