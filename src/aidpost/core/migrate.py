@@ -54,10 +54,16 @@ def run_env(metadata: MetaData) -> None:
 
 
 async def upgrade(db: Database, history: str) -> None:
-    """Bring ``db`` to the head of ``history`` ("organizer", "auth:realm_migrations", ...)."""
+    """Bring ``db`` to the head of ``history`` ("organizer", "auth:realm_migrations", ...).
+
+    A database already past this code's head (a newer release migrated it; this process is
+    an older one still running, or rolled back to) is left as it is: migrations are written
+    so that the release before them still works on the migrated schema (expand, then
+    contract a release later; docs/deployment.md)."""
 
     def _run(connection: Connection) -> None:
-        command.upgrade(_config(history, connection), "head")
+        if _state(connection, history) != "ahead":
+            command.upgrade(_config(history, connection), "head")
 
     async with db.engine.begin() as conn:
         if conn.dialect.name == "postgresql":
@@ -70,15 +76,22 @@ def _lock_key(history: str) -> int:
     return int.from_bytes(hashlib.sha256(history.encode()).digest()[:8], "big", signed=True)
 
 
-async def at_head(db: Database, history: str) -> bool:
-    def _check(connection: Connection) -> bool:
-        script = ScriptDirectory.from_config(_config(history))
-        opts: dict[str, Any] = {"version_table": version_table(history)}
-        current = MigrationContext.configure(connection, opts=opts).get_current_heads()
-        return set(current) == set(script.get_heads())
+def _state(connection: Connection, history: str) -> str:
+    """"head", "behind" (this code has migrations to apply) or "ahead" (the database carries
+    revisions this code does not know: a newer release's)."""
+    script = ScriptDirectory.from_config(_config(history))
+    opts: dict[str, Any] = {"version_table": version_table(history)}
+    current = set(MigrationContext.configure(connection, opts=opts).get_current_heads())
+    if current == set(script.get_heads()):
+        return "head"
+    known = {rev.revision for rev in script.walk_revisions()}
+    return "ahead" if current - known else "behind"
 
+
+async def at_head(db: Database, history: str) -> bool:
+    """Whether the schema is at this code's head or past it (ready to serve)."""
     async with db.engine.connect() as conn:
-        return await conn.run_sync(_check)
+        return await conn.run_sync(lambda c: _state(c, history) != "behind")
 
 
 REALM = "auth:realm_migrations"
