@@ -231,3 +231,21 @@ def test_each_process_holds_only_its_own_secrets(production: Production) -> None
     for key in ("organizer_api_key", "participant_api_key", "messenger_api_key"):
         assert vault[key] not in web.values() and vault[key] not in status.values()
     assert not any("DATABASE_URL" in k for k in web)
+
+
+async def test_a_client_cannot_pose_as_another_address(production: Production) -> None:
+    """The edge writes X-Forwarded-For itself: failed sign-ins that each claim a new address
+    are still counted against the one they come from. (Last in this module: it leaves
+    127.0.0.1 throttled for the throttle's window.)"""
+    answers = []
+    async with production.client() as client:
+        for i in range(11):
+            answer = await client.post(
+                "/organizer-api/auth/sign-in",
+                json={"email": f"nobody-{i}@example.org", "password": "not-the-password-1"},
+                headers={"X-Forwarded-For": f"203.0.113.{i + 1}"},
+            )
+            answers.append(answer.status_code)
+    # Ten failures per address (fewer here: the tests above failed once or twice too).
+    first = answers.index(429)
+    assert answers[:first] == [400] * first and set(answers[first:]) == {429}

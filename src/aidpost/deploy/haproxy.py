@@ -67,7 +67,6 @@ def render(
         "defaults",
         "    mode http",
         *(["    log global", "    option httplog"] if logs else []),
-        "    option forwardfor",
         "    timeout connect 2s",
         "    timeout client 60s",
         "    timeout server 60s",
@@ -87,11 +86,19 @@ def render(
             f"    bind {edge.https} ssl crt {edge.certificate} alpn h2,http/1.1",
             "    http-request redirect scheme https code 301 unless { ssl_fc }",
             '    http-response set-header Strict-Transport-Security "max-age=31536000"',
-            "    http-request set-header X-Forwarded-Proto https if { ssl_fc }",
         ]
-    lines += routes
+    lines += [
+        # What a client says it is counts for nothing here: its address and scheme are
+        # what this edge saw (rate limits and sign-in throttles key on the address).
+        "    http-request set-header X-Forwarded-For %[src]",
+        "    http-request set-header X-Forwarded-Proto https if { ssl_fc }",
+        "    http-request set-header X-Forwarded-Proto http unless { ssl_fc }",
+        *routes,
+    ]
     if edge.internal:
-        lines += ["", "frontend internal", f"    bind {edge.internal}", *routes]
+        # Only the web component calls here, forwarding the browser's address: kept.
+        lines += ["", "frontend internal", f"    bind {edge.internal}", "    option forwardfor"]
+        lines += routes
     for backend in BACKENDS:
         balance = "leastconn" if backend == "gateways" else "roundrobin"
         lines += [

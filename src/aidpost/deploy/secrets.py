@@ -41,6 +41,7 @@ DB_SERVERS = {
     "participant": ("participant",),
 }
 PLACEHOLDER = "change-me"
+TRUSTED_PROXIES = "127.0.0.1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16"
 SECRET_FILE = 0o600
 
 HOSTS_SCHEMA: dict[str, Any] = {
@@ -181,9 +182,10 @@ def component_envs(hosts: dict[str, str], vault: dict[str, Any]) -> dict[str, di
         "AIDPOST_RATE_LIMIT_STORAGE": redis,
         "AIDPOST_CORS_ORIGINS": json.dumps([public]),
         "AIDPOST_AUTH_URL": SERVICES["auth"],
-        # Only the edge reaches these ports: trust its X-Forwarded-For (client addresses
-        # for rate limits and logs).
-        "FORWARDED_ALLOW_IPS": "*",
+        # The proxies whose X-Forwarded-For/-Proto count (client addresses for rate limits,
+        # throttles and logs): the private networks the edge and the web component are on.
+        # The edge replaces what clients send, so the nearest untrusted address is theirs.
+        "FORWARDED_ALLOW_IPS": TRUSTED_PROXIES,
     }
     mailer = {
         "AIDPOST_MAILER_DATABASE_URL": database("mailer"),
