@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from fastapi import Request
 
 from aidpost.app import create_app
 from aidpost.core.settings import InsecureSettingsError, Settings
@@ -240,3 +241,29 @@ def test_production_refuses_the_in_process_bus_for_one_component(
     monkeypatch.setenv("AIDPOST_CORS_ORIGINS", '["https://organizer.example"]')
     with pytest.raises(InsecureSettingsError, match="AIDPOST_BUS_URL=memory://"):
         Settings().check_production(["status"])
+
+
+async def test_the_edges_client_address_header_keys_the_rate_limit() -> None:
+    """With AIDPOST_CLIENT_ADDRESS_HEADER the edge's header is the address: each viewer has
+    their own limit; a malformed value is ignored; without it the connection's counts."""
+    from aidpost.core.http import build_http_app
+    from aidpost.core.settings import CoreSettings
+
+    settings = CoreSettings(rate_limit="2/minute", client_address_header="X-Viewer-Address")
+    app = build_http_app("test", settings)
+
+    @app.get("/who")
+    async def who(request: Request) -> dict[str, str]:
+        assert request.client is not None
+        return {"address": request.client.host}
+
+    transport = httpx.ASGITransport(app=app, client=("10.0.0.9", 5000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://edge") as client:
+        for viewer in ("198.51.100.7:443", "[2001:db8::1]:443"):
+            answers = [
+                await client.get("/who", headers={"X-Viewer-Address": viewer}) for _ in range(3)
+            ]
+            assert [a.status_code for a in answers] == [200, 200, 429]
+        assert answers[0].json() == {"address": "2001:db8::1"}
+        inside = await client.get("/who", headers={"X-Viewer-Address": "not an address"})
+        assert inside.json() == {"address": "10.0.0.9"}

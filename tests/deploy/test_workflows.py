@@ -26,6 +26,7 @@ CI = WORKFLOWS / "ci.yml"
 RELEASE = WORKFLOWS / "release.yml"
 ACTION = ROOT / ".github" / "actions" / "deploy" / "action.yml"
 DEPLOY_SH = ACTION.parent / "deploy.sh"
+AWS_TEMPLATE = ROOT / "deploy" / "aws" / "aidpost.yaml"
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
 IMAGE_OUTPUT = "${{ needs.build.outputs.image }}"
 
@@ -487,4 +488,6 @@ def test_docs_name_what_the_workflows_need() -> None:
         "TaskSecurityGroupId",
     ):
         assert output in DEPLOY_SH.read_text() and f"`{output}`" in docs, output
+        assert f"\n  {output}:\n" in AWS_TEMPLATE.read_text(), f"the stack has no {output}"
+    assert "\n  ImageUri:\n" in AWS_TEMPLATE.read_text()
     assert "required reviewers" in docs

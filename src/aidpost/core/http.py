@@ -167,6 +167,45 @@ class BodyLimitMiddleware:
         await response(scope, receive, send)
 
 
+class ClientAddressMiddleware:
+    """The client's address from a header the edge writes and clients cannot (CloudFront's
+    viewer address, say: ``AIDPOST_CLIENT_ADDRESS_HEADER``), for the rate limits, the
+    sign-in throttles and the logs. Without the header (a call from inside, such as the web
+    component's), the address stays what the proxy headers gave."""
+
+    def __init__(self, app: ASGIApp, header: str) -> None:
+        self.app = app
+        self.header = header.lower().encode("latin-1")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            for name, value in scope["headers"]:
+                if name == self.header:
+                    address = _address(value.decode("latin-1"))
+                    if address:
+                        scope["client"] = (address, 0)
+                    break
+        await self.app(scope, receive, send)
+
+
+def _address(value: str) -> str | None:
+    """An IP address, from "ip", "ip:port" or "[v6]:port"; None if it is none."""
+    import ipaddress
+
+    text = value.strip()
+    candidates = [text]
+    if text.startswith("[") and "]" in text:
+        candidates = [text[1 : text.index("]")]]
+    elif text.count(":") == 1:
+        candidates.append(text.split(":", 1)[0])
+    for candidate in candidates:
+        try:
+            return str(ipaddress.ip_address(candidate))
+        except ValueError:
+            continue
+    return None
+
+
 class RateLimitMiddleware:
     """A moving-window limit per client address (memory or Redis storage)."""
 
@@ -200,7 +239,7 @@ def async_storage(url: str) -> AsyncStorage:
 def _async_storage(url: str) -> str:
     if url.startswith("memory://"):
         return "async+memory://"
-    if url.startswith("redis://"):
+    if url.startswith(("redis://", "rediss://")):  # rediss: TLS (ElastiCache in transit)
         return "async+" + url
     return url
 
@@ -233,6 +272,8 @@ def build_http_app(
         RateLimitMiddleware, limit=settings.rate_limit, storage_url=settings.rate_limit_storage
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.client_address_header:
+        app.add_middleware(ClientAddressMiddleware, header=settings.client_address_header)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

@@ -77,7 +77,7 @@ def _lock_key(history: str) -> int:
 
 
 def _state(connection: Connection, history: str) -> str:
-    """"head", "behind" (this code has migrations to apply) or "ahead" (the database carries
+    """ "head", "behind" (this code has migrations to apply) or "ahead" (the database carries
     revisions this code does not know: a newer release's)."""
     script = ScriptDirectory.from_config(_config(history))
     opts: dict[str, Any] = {"version_table": version_table(history)}

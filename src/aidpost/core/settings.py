@@ -45,6 +45,10 @@ class CoreSettings(BaseSettings):
     # Base URL of the auth component, used by components that run apart from it.
     auth_url: str | None = None
     max_body_bytes: int = 1_048_576
+    # A header the edge sets to the client's address and clients cannot set (CloudFront's
+    # ``CloudFront-Viewer-Address``, or one a CloudFront Function writes); unset: the
+    # address comes from the connection and the trusted proxies' X-Forwarded-For.
+    client_address_header: str | None = None
 
     def sqlite_url(self, name: str) -> str:
         return f"sqlite+aiosqlite:///{(self.data_dir / f'{name}.db').as_posix()}"
