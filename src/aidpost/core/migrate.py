@@ -77,8 +77,8 @@ def _lock_key(history: str) -> int:
 
 
 def _state(connection: Connection, history: str) -> str:
-    """ "head", "behind" (this code has migrations to apply) or "ahead" (the database carries
-    revisions this code does not know: a newer release's)."""
+    """Where the schema stands for this code: "head"; "behind" (this code has migrations to
+    apply); or "ahead" (it carries revisions this code does not know: a newer release's)."""
     script = ScriptDirectory.from_config(_config(history))
     opts: dict[str, Any] = {"version_table": version_table(history)}
     current = set(MigrationContext.configure(connection, opts=opts).get_current_heads())
