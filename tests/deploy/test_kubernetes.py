@@ -24,6 +24,7 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from aidpost.core.settings import SECRETS, SHARED_SECRETS, Settings
+from aidpost.deploy.secrets import component_envs, hosts_from, new_vault
 
 REPO = Path(__file__).resolve().parents[2]
 KUBERNETES = REPO / "deploy" / "kubernetes"
@@ -257,63 +258,11 @@ def test_the_config_maps_hold_no_secret(manifests: Manifests) -> None:
 
 # --- their configuration is aidpost's ----------------------------------------------------
 
-STRONG = "k8s-test-{}-0123456789abcdef"
-COMMON_ENV = {
-    "AIDPOST_ENV": "production",
-    "AIDPOST_HOST": "0.0.0.0",
-    "AIDPOST_PORT": "8000",
-    "AIDPOST_DATA_DIR": DATA_DIR,
-    "AIDPOST_BUS_URL": "redis://:redis-password-for-tests@redis:6379/0",
-    "AIDPOST_RATE_LIMIT_STORAGE": "redis://:redis-password-for-tests@redis:6379/0",
-    "AIDPOST_CORS_ORIGINS": '["https://aidpost.example.org"]',
-    "AIDPOST_AUTH_URL": "http://auth:8000",
-}
-
-
-def database(component: str) -> str:
-    return f"postgresql+asyncpg://aidpost_{component}:pw@db:5432/aidpost_{component}"
-
-
-# What `aidpost secrets generate` puts in envs/prod/servers/<name>.env, with fake secrets.
-FAKE_ENV_FILES = {
-    name: {**COMMON_ENV, **own}
-    for name, own in {
-        "auth": {
-            "AIDPOST_AUTH_DATABASE_URL": database("auth"),
-            "AIDPOST_ORGANIZER_DATABASE_URL": database("organizer"),
-            "AIDPOST_PARTICIPANT_DATABASE_URL": database("participant"),
-        },
-        "organizer": {
-            "AIDPOST_ORGANIZER_DATABASE_URL": database("organizer"),
-            "AIDPOST_ORGANIZER_API_KEY": STRONG.format("organizer"),
-            "AIDPOST_AUTH_SUPERADMIN_EMAIL": "superadmin@aidpost.example.org",
-            "AIDPOST_AUTH_SUPERADMIN_PASSWORD": STRONG.format("superadmin"),
-        },
-        "participant": {
-            "AIDPOST_PARTICIPANT_DATABASE_URL": database("participant"),
-            "AIDPOST_PARTICIPANT_API_KEY": STRONG.format("participant"),
-        },
-        "messenger": {
-            "AIDPOST_MESSENGER_DATABASE_URL": database("messenger"),
-            "AIDPOST_MESSENGER_API_KEY": STRONG.format("messenger"),
-            "AIDPOST_PARTICIPANT_API_KEY": STRONG.format("participant"),
-            "AIDPOST_MESSENGER_PARTICIPANT_URL": "http://participant:8000",
-        },
-        "mailer": {
-            "AIDPOST_MAILER_DATABASE_URL": database("mailer"),
-            "AIDPOST_PARTICIPANT_API_KEY": STRONG.format("participant"),
-            "AIDPOST_MESSENGER_API_KEY": STRONG.format("messenger"),
-            "AIDPOST_MAILER_TRANSPORT_URL": "smtp+starttls://smtp.example.org:587",
-            "AIDPOST_MAILER_PARTICIPANT_URL": "http://participant:8000",
-            "AIDPOST_MAILER_MESSENGER_URL": "http://messenger-gateway:8000",
-        },
-        "status": {"AIDPOST_STATUS_DATABASE_URL": database("status")},
-        "web": {
-            "AIDPOST_WEB_SECRET": STRONG.format("web"),
-            "AIDPOST_WEB_API_URL": "http://haproxy:8080",
-        },
-    }.items()
-}
+# What `aidpost secrets generate` puts in envs/prod/servers/<name>.env (fresh secrets).
+FAKE_ENV_FILES = component_envs(
+    hosts_from({"domain": "aidpost.example.org", "smtp": "smtp+starttls://smtp.example.org:587"}),
+    new_vault(),
+)
 
 
 def environment(manifests: Manifests, workload: Doc) -> dict[str, str]:

@@ -4,7 +4,6 @@ answers (and a record of what it was sent), and TLS certificates made on the spo
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import ssl
 from collections.abc import AsyncIterator
@@ -12,10 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from aidpost.deploy.secrets import self_signed
 
 
 @dataclass
@@ -85,32 +81,13 @@ def status_body(**checks: bool) -> bytes:
 
 
 def certificate(folder: Path, days: float, name: str = "localhost") -> tuple[Path, Path]:
-    """A self-signed certificate for ``name`` valid from yesterday for ``days`` more days
+    """A self-signed certificate for ``name`` valid from two days ago for ``days`` more days
     (negative: already expired). Returns (certificate, key) files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=2))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    pem = self_signed(name, days=days, since_days=2)
+    split = pem.index(b"-----BEGIN PRIVATE KEY-----")
     cert_file, key_file = folder / f"{name}-{days}.crt", folder / f"{name}-{days}.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    cert_file.write_bytes(pem[:split])
+    key_file.write_bytes(pem[split:])
     return cert_file, key_file
 
 

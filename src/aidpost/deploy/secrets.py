@@ -123,13 +123,19 @@ def load_hosts(path: Path) -> dict[str, str]:
         hosts = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise SecretsError(f"{path}: {exc}") from exc
+    return hosts_from(hosts, str(path))
+
+
+def hosts_from(hosts: object, where: str = "hosts") -> dict[str, str]:
+    """The hosts file's content checked against its schema, with the defaults filled in."""
     validator = jsonschema.Draft202012Validator(
         HOSTS_SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
     )
     errors = sorted(validator.iter_errors(hosts), key=lambda e: list(e.path))
     if errors:
-        where = "/".join(str(p) for p in errors[0].path) or "the file"
-        raise SecretsError(f"{path}: {where}: {errors[0].message}")
+        field = "/".join(str(p) for p in errors[0].path) or "the file"
+        raise SecretsError(f"{where}: {field}: {errors[0].message}")
+    assert isinstance(hosts, dict)
     out = {**HOSTS_DEFAULTS, **hosts}
     out.setdefault("superadmin_email", f"superadmin@{out['domain']}")
     out.setdefault("mail_from", f"aidpost <no-reply@{out['domain']}>")
@@ -291,9 +297,9 @@ def _blank(vault: dict[str, Any]) -> None:
             vault[key] = PLACEHOLDER
 
 
-def self_signed(domain: str) -> bytes:
+def self_signed(domain: str, days: float = 90, since_days: float = 5 / 1440) -> bytes:
     """A certificate and key (PEM, as HAProxy reads them) to start with, until a real one
-    (ACME) replaces it: ECDSA P-256, 90 days."""
+    (ACME) replaces it: ECDSA P-256, valid from ``since_days`` ago for ``days`` more days."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -308,8 +314,8 @@ def self_signed(domain: str) -> bytes:
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=90))
+        .not_valid_before(now - dt.timedelta(days=since_days))
+        .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .sign(key, hashes.SHA256())
