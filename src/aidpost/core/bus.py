@@ -52,6 +52,10 @@ class Delivery:
 
 
 class Bus(Protocol):
+    # Whether a read cancelled while it blocks can have taken entries (Redis: the server may
+    # have handed them over already; they then wait for a claim).
+    lossless_cancel: bool
+
     async def publish(self, stream: str, events: Sequence[Event]) -> None: ...
 
     async def read(
@@ -123,6 +127,10 @@ class _Group:
 
 class MemoryBus:
     """In-process bus with the delivery semantics of Redis Streams consumer groups."""
+
+    # A read cancelled while it waits has taken nothing (entries are handed out only when
+    # it returns, with no await in between).
+    lossless_cancel = True
 
     def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._streams: dict[str, list[Event]] = {}
@@ -266,6 +274,8 @@ class MemoryBus:
 
 class RedisBus:
     """Redis Streams adapter. Streams are capped (approximately) at ``maxlen`` entries."""
+
+    lossless_cancel = False
 
     def __init__(self, url: str, *, prefix: str = "aidpost:", maxlen: int = 1_000_000) -> None:
         from redis.asyncio import Redis
@@ -496,6 +506,7 @@ class Subscription:
         )
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._waiting = False  # blocked in a read, holding nothing unhandled
 
     async def _handle(self, deliveries: list[Delivery]) -> None:
         if self.batch_handler is not None:
@@ -519,14 +530,18 @@ class Subscription:
         stale = await self.bus.claim_stale(
             self.stream, self.group, self.consumer, min_idle_ms=self.min_idle_ms, count=self.batch
         )
-        fresh = await self.bus.read(
-            self.stream,
-            self.group,
-            self.consumer,
-            count=self.batch,
-            block_ms=self.block_ms if block_ms is None else block_ms,
-            start=self.start,
-        )
+        self._waiting = not stale
+        try:
+            fresh = await self.bus.read(
+                self.stream,
+                self.group,
+                self.consumer,
+                count=self.batch,
+                block_ms=self.block_ms if block_ms is None else block_ms,
+                start=self.start,
+            )
+        finally:
+            self._waiting = False
         await self._handle(stale + fresh)
         return len(stale) + len(fresh)
 
@@ -550,6 +565,8 @@ class Subscription:
         the entries to this consumer, and they would wait ``min_idle_ms`` for another member.
         """
         self._stopping = True
+        if self._task is not None and self._waiting and self.bus.lossless_cancel:
+            self._task.cancel()  # the in-process bus hands out nothing mid-wait: stop now
         if self._task is not None:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
                 await asyncio.wait_for(asyncio.shield(self._task), grace)
