@@ -7,6 +7,7 @@ and deletes its keys afterwards. Idle-time behaviour is shown with real, short s
 from __future__ import annotations
 
 import asyncio
+import time
 
 from aidpost.core.bus import Delivery, Event, MemoryBus, RedisBus, Subscription
 
@@ -266,6 +267,28 @@ async def test_subscription_stopped_mid_handling_finishes_and_acks(bus: AnyBus) 
     await sub.stop()
     assert handled == sent
     assert await pending(bus, "orders", "g") == 0
+
+
+async def test_a_subscription_waiting_to_read_stops_without_losing_events(bus: AnyBus) -> None:
+    """The in-process bus stops a waiting read at once; Redis waits it out (the server may
+    have handed entries over). Either way what was published is handled by the next run."""
+    handled: list[Event] = []
+
+    async def handler(event: Event) -> None:
+        handled.append(event)
+
+    sub = Subscription(bus, "orders", "g", handler, consumer="a", block_ms=1500)
+    sub.start_background()
+    await asyncio.sleep(0.1)  # blocked in its read
+    started = time.monotonic()
+    await sub.stop()
+    took = time.monotonic() - started
+    assert took < (0.5 if bus.lossless_cancel else 2.5), took
+    sent = events(2)
+    await bus.publish("orders", sent)
+    again = Subscription(bus, "orders", "g", handler, consumer="a", block_ms=50)
+    await again.run_once()
+    assert handled == sent
 
 
 async def test_ping(bus: AnyBus) -> None:
