@@ -37,6 +37,10 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=None,
         timeout_graceful_shutdown=20,
         ws_max_size=1_048_576,
+        # Chat frames are a few hundred bytes: compressing each costs CPU per delivery and
+        # ~45 KiB of zlib state per socket for next to nothing. Browsers and ESME's clients
+        # negotiate it away.
+        ws_per_message_deflate=False,
         proxy_headers=True,
     )
     return 0

@@ -26,3 +26,20 @@ def test_keep_alive_and_json_access_log(tmp_path: Path) -> None:
     access = [x for x in lines if x.get("logger") == "aidpost.access"]
     assert [x["request_id"] for x in access if x["path"] == "/version"] == ids
     assert not [x for x in lines if x.get("level") == "error"], "no error was logged"
+
+
+def test_websockets_are_not_compressed(tmp_path: Path) -> None:
+    """`aidpost serve` declines permessage-deflate: chat frames are small, and each
+    compressed socket would hold ~45 KiB of zlib state (bench/connections.py)."""
+    import asyncio
+
+    import websockets
+
+    async def handshake(base: str) -> str | None:
+        url = base.replace("http://", "ws://") + "/messenger-api/connect"
+        async with websockets.connect(url, compression="deflate") as ws:
+            assert ws.response is not None
+            return ws.response.headers.get("Sec-WebSocket-Extensions")
+
+    with serve(tmp_path) as base:
+        assert asyncio.run(handshake(base)) is None
