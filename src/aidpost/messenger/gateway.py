@@ -21,6 +21,7 @@ types they do not know, so they never get these.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -57,6 +58,41 @@ BACKFILL = "\x00backfill"  # a queue item: send one chat's messages after ``seen
 HISTORY = "\x00history"  # a queue item: send ``chat_history`` from the database
 
 
+class FrameQueue:
+    """One socket's bounded outbound FIFO, for its one writer: ``asyncio.Queue``'s
+    behaviour without its four deques and event, since thousands of sockets idle with this
+    empty (docs/performance.md, idle connections)."""
+
+    __slots__ = ("_items", "_maxsize", "_waiter")
+
+    def __init__(self, maxsize: int) -> None:
+        self._items: collections.deque[tuple[dict[str, Any], str]] = collections.deque()
+        self._maxsize = maxsize
+        self._waiter: asyncio.Future[None] | None = None
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def put_nowait(self, item: tuple[dict[str, Any], str]) -> None:
+        if len(self._items) >= self._maxsize:
+            raise asyncio.QueueFull
+        self._items.append(item)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def get(self) -> tuple[dict[str, Any], str]:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+
 @dataclass
 class Connection:
     id: str
@@ -64,7 +100,7 @@ class Connection:
     realm: Realm
     user_id: int
     agency_id: int | None
-    queue: asyncio.Queue[tuple[dict[str, Any], str]]
+    queue: FrameQueue
     ext: bool = False
     seen: dict[str, int] = field(default_factory=dict)
     # The open chats this socket was told of (``chats``, ``new_chat``), once it asked for
@@ -256,7 +292,8 @@ class Gateway:
         """The first frame, within the time limit: ``{"Authorization": "Bearer realm:jwt"}``.
         On failure the socket is closed (1008) without a word, as ESME did."""
         try:
-            raw = await asyncio.wait_for(ws.receive_text(), self.settings.auth_timeout_seconds)
+            async with asyncio.timeout(self.settings.auth_timeout_seconds):
+                raw = await ws.receive_text()
             try:
                 frame = json.loads(raw) if len(raw) <= 8192 else None
             except RecursionError:
@@ -289,7 +326,7 @@ class Gateway:
             realm=realm,
             user_id=principal.user_id,
             agency_id=agency_id,
-            queue=asyncio.Queue(self.settings.outbound_queue),
+            queue=FrameQueue(self.settings.outbound_queue),
             tokens=float(self.settings.actions_burst),
         )
 
@@ -327,9 +364,8 @@ class Gateway:
     async def _read(self, conn: Connection) -> None:
         while True:
             try:
-                raw = await asyncio.wait_for(
-                    conn.ws.receive_text(), self.settings.idle_timeout_seconds
-                )
+                async with asyncio.timeout(self.settings.idle_timeout_seconds):
+                    raw = await conn.ws.receive_text()
             except TimeoutError:
                 self._error(conn, "timeout")
                 await asyncio.sleep(0.05)
