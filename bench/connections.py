@@ -118,7 +118,7 @@ async def run(args: argparse.Namespace) -> None:
                 f" (+{slopes[-1] if slopes else 0:.1f} KiB each this step)",
                 flush=True,
             )
-            if not opened:
+            if len(opened) < want / 2:  # a limit reached (file descriptors, most often)
                 break
         opened_in = time.monotonic() - started
         log(f"holding {len(sockets)} idle connections for {args.hold:.0f} s")
