@@ -49,6 +49,27 @@ def require(kind: str) -> None:
         pytest.skip(f"{kind} not reachable")
 
 
+def wait_for_redis(url: str, seconds: float = 5.0) -> None:
+    """Until a Redis just started answers at ``url``."""
+    import time
+
+    import redis
+
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + seconds
+    try:
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+    finally:
+        client.close()
+
+
 def drop_redis_keys(prefix: str) -> None:
     """Remove what a test wrote under its own Redis key prefix."""
     import redis

@@ -8,7 +8,6 @@ import asyncio
 import shutil
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,11 +15,17 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 import websockets
 
 from aidpost.cluster import Cluster
-from tests.conftest import ON_CI, REDIS_URL, Databases, drop_redis_keys, require
+from tests.conftest import (
+    ON_CI,
+    REDIS_URL,
+    Databases,
+    drop_redis_keys,
+    require,
+    wait_for_redis,
+)
 from tests.contract.server import seed_demo
 from tests.messenger.client import Client
 from tests.messenger.test_chat_flow import World
@@ -221,14 +226,7 @@ class RedisServer:
              "--appendonly", "no", "--dir", str(self.workdir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        client = redis.Redis.from_url(self.url)
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        client.close()
+        wait_for_redis(self.url)
 
     def stop(self) -> None:
         if self.proc is not None:

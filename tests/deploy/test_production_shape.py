@@ -12,7 +12,6 @@ import shutil
 import ssl
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,11 +19,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from aidpost.cluster import Cluster, free_port
 from aidpost.deploy.secrets import COMPONENTS, Layout, read_env
-from tests.conftest import ON_CI, PASSWORD, require
+from tests.conftest import ON_CI, PASSWORD, require, wait_for_redis
 
 REPO = Path(__file__).resolve().parents[2]
 INIT_SCRIPT = REPO / "envs" / "prod" / "postgres" / "10-aidpost-roles.sh"
@@ -113,7 +111,7 @@ def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Production]
             init = subprocess.run(["sh", str(INIT_SCRIPT)], env=env, capture_output=True, text=True)
             assert init.returncode == 0, init.stderr
         envs = {c: read_env(layout.env(c)) for c in COMPONENTS}
-        _wait_for_redis(envs["auth"]["AIDPOST_BUS_URL"])
+        wait_for_redis(envs["auth"]["AIDPOST_BUS_URL"])
         # The compose file's migrate service: every component's env file, in this order.
         everything: dict[str, str] = {"PATH": os.environ["PATH"]}
         for component in ("auth", "organizer", "participant", "messenger", "mailer", "status"):
@@ -139,20 +137,6 @@ def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Production]
         redis_server.terminate()
         redis_server.wait(timeout=10)
         _drop(prefix)
-
-
-def _wait_for_redis(url: str) -> None:
-    client = redis.Redis.from_url(url)
-    try:
-        for _ in range(100):
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise TimeoutError("redis did not start")
-    finally:
-        client.close()
 
 
 async def test_staff_sign_in_over_https(production: Production) -> None:
