@@ -4,6 +4,7 @@ as the Compose Specification's schema has them; the edge's HAProxy configuration
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from tests.conftest import ON_CI
 
 REPO = Path(__file__).resolve().parents[2]
 PROD = REPO / "envs" / "prod"
+IMAGE = "ghcr.io/owner/aidpost:0.1.0-abc1234"
 APP_SERVICES = {
     "auth": "auth",
     "organizer": "organizer",
@@ -45,6 +47,7 @@ def _config(folder: Path, file: str = "compose.yaml") -> dict[str, Any]:
     done = subprocess.run(
         [_tool("docker-compose"), "-f", str(folder / file), "config"],
         capture_output=True, text=True, cwd=folder, timeout=60,
+        env={**os.environ, "AIDPOST_IMAGE": IMAGE},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     loaded: dict[str, Any] = yaml.safe_load(done.stdout)
@@ -116,6 +119,9 @@ def test_services_are_healthy_restart_and_start_after_migrations(
         assert migrate["depends_on"][db]["condition"] == "service_healthy"
         assert "pg_isready" in services[db]["healthcheck"]["test"][1]
     assert "redis-cli" in services["redis"]["healthcheck"]["test"][1]
+    # Redis runs as its own user, its password in a file inside, not on a command line.
+    assert services["redis"]["user"] == "redis"
+    assert "--requirepass" not in " ".join(services["redis"]["command"])
 
 
 def test_participant_data_has_a_server_of_its_own(prod: tuple[Layout, dict[str, Any]]) -> None:
@@ -141,6 +147,17 @@ def test_only_the_edge_is_published_and_the_backend_is_internal(
     assert config["networks"]["backend"]["internal"] is True
     for name in ("db-organizer", "db-participant", "redis", "auth", "organizer", "web"):
         assert list(services[name]["networks"]) == ["backend"], name
+
+
+def test_the_image_is_a_release_never_a_default(prod: tuple[Layout, dict[str, Any]]) -> None:
+    services = prod[1]["services"]
+    assert {services[name]["image"] for name in APP_SERVICES} == {IMAGE}
+    done = subprocess.run(
+        [_tool("docker-compose"), "-f", str(prod[0].root / "compose.yaml"), "config"],
+        capture_output=True, text=True, cwd=prod[0].root, timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "AIDPOST_IMAGE"},
+    )  # fmt: skip
+    assert done.returncode != 0 and "AIDPOST_IMAGE" in done.stderr
 
 
 def test_the_replicas_can_be_chosen(prod: tuple[Layout, dict[str, Any]]) -> None:

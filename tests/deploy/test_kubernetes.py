@@ -746,11 +746,12 @@ def test_only_the_mailer_reaches_smtp_servers(network: Network, pods: dict[str, 
         assert senders == {"mailer"}, port
 
 
-def test_only_web_goes_out_to_the_public_address(network: Network, pods: dict[str, Peer]) -> None:
+def test_only_web_and_status_go_out_on_https(network: Network, pods: dict[str, Peer]) -> None:
     # AIDPOST_WEB_API_URL is the public https:// address: the ingress controller, reached
-    # inside the cluster or through the cloud's load balancer.
+    # inside the cluster or through the cloud's load balancer. The status page calls
+    # subscribers' webhooks and may watch outside services.
     out = {name for name, pod in pods.items() if network.allows(pod, OUTSIDE, 443)}
-    assert out == {"web"}
+    assert out == {"web", "status"}
     assert network.allows(pods["web"], INGRESS_CONTROLLER, 443)
 
 

@@ -238,7 +238,7 @@ def test_the_committed_example_holds_no_secret_and_is_current(tmp_path: Path) ->
 
 def test_generated_outputs_are_ignored_by_git() -> None:
     ignored = (REPO / "envs" / "prod" / ".gitignore").read_text().split()
-    for entry in ("hosts.json", "vault.json", "servers/", "tls/", "clients/"):
+    for entry in ("hosts.json", ".env", "vault.json", "servers/", "tls/", "clients/"):
         assert entry in ignored
 
 

@@ -463,6 +463,21 @@ def test_deploy_sh_deploys_the_image_as_the_stack_parameter(tmp_path: Path) -> N
     assert "--no-fail-on-empty-changeset" in args
 
 
+def test_deploy_sh_sends_aidposts_template_through_the_bucket(tmp_path: Path) -> None:
+    """The real template is over CloudFormation's inline limit: no bucket, no call."""
+    template = str(AWS_TEMPLATE)
+    assert AWS_TEMPLATE.stat().st_size > 51_200
+    aws = fake_aws(tmp_path)
+    refused = deploy_sh(aws, "deploy", "aidpost-staging", "img@sha256:x", template)
+    assert refused.returncode == 1 and "AIDPOST_CFN_BUCKET" in refused.stderr
+    assert not (tmp_path / "calls.jsonl").exists()
+    env = {**aws, "AIDPOST_CFN_BUCKET": "aidpost-templates"}
+    done = deploy_sh(env, "deploy", "aidpost-staging", "img@sha256:x", template)
+    assert done.returncode == 0, done.stderr
+    (call,) = calls(tmp_path)
+    assert call["args"][call["args"].index("--s3-bucket") + 1] == "aidpost-templates"
+
+
 @pytest.mark.parametrize("args", [(), ("migrate", "stack"), ("nonsense",)])
 def test_deploy_sh_refuses_wrong_usage(tmp_path: Path, args: tuple[str, ...]) -> None:
     done = deploy_sh(fake_aws(tmp_path), *args)
@@ -474,6 +489,7 @@ def test_docs_name_what_the_workflows_need() -> None:
     needed = set(re.findall(r"(?:secrets|vars)\.([A-Z_]+)", RELEASE.read_text())) - {"GITHUB_TOKEN"}
     assert needed == {
         "AIDPOST_URL",
+        "AIDPOST_CFN_BUCKET",
         "AWS_REGION",
         "AWS_DEPLOY_ROLE_ARN",
         "SMOKE_EMAIL",

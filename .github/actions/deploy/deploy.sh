@@ -98,9 +98,11 @@ deploy() {
     --parameter-overrides "ImageUri=$image"
     --capabilities CAPABILITY_IAM CAPABILITY_NAMED_IAM
     --no-fail-on-empty-changeset)
-  # templates over 51,200 bytes go through a bucket
+  # templates over 51,200 bytes must go through a bucket (aidpost's is about 100 KB)
   if [ -n "${AIDPOST_CFN_BUCKET:-}" ]; then
     args+=(--s3-bucket "$AIDPOST_CFN_BUCKET")
+  elif [ "$(wc -c <"$template")" -gt 51200 ]; then
+    die "$template is over CloudFormation's 51,200-byte inline limit: set AIDPOST_CFN_BUCKET"
   fi
   # Waits until the services are stable; a rollout the circuit breaker stops fails here,
   # after CloudFormation has put the stack back as it was.

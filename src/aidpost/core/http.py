@@ -169,8 +169,8 @@ class BodyLimitMiddleware:
 
 class ClientAddressMiddleware:
     """The client's address from a header the edge writes and clients cannot (CloudFront's
-    viewer address, say: ``AIDPOST_CLIENT_ADDRESS_HEADER``), for the rate limits, the
-    sign-in throttles and the logs. Without the header (a call from inside, such as the web
+    viewer address, say: ``AIDPOST_CLIENT_ADDRESS_HEADER``), for the rate limits and the
+    sign-in throttles. Without the header (a call from inside, such as the web
     component's), the address stays what the proxy headers gave."""
 
     def __init__(self, app: ASGIApp, header: str) -> None:
