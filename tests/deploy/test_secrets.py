@@ -137,6 +137,18 @@ def test_organizer_and_participant_data_are_on_separate_servers(tmp_path: Path) 
     assert "participant" not in read_env(servers.env("db-organizer"))["AIDPOST_DB_USERS"]
 
 
+def test_redis_over_tls_for_managed_services(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.json"
+    path.write_text(
+        json.dumps({"domain": "a.example.org", "redis": "cache.aws:6379", "redis_tls": True})
+    )
+    generate(path, tmp_path / "prod")
+    env = read_env(Layout(tmp_path / "prod").env("web"))
+    assert env["AIDPOST_BUS_URL"].startswith("rediss://:")
+    assert env["AIDPOST_BUS_URL"].endswith("@cache.aws:6379/0")
+    assert check(tmp_path / "prod") == []
+
+
 def test_a_fresh_configuration_checks_clean_and_check_is_idempotent(layout: Layout) -> None:
     listing = sorted(p.name for p in layout.root.rglob("*"))
     assert check(layout.root) == []

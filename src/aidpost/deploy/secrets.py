@@ -54,6 +54,8 @@ HOSTS_SCHEMA: dict[str, Any] = {
         "organizer_db": {"type": "string", "pattern": r"^[^\s:/@]+:\d{1,5}$"},
         "participant_db": {"type": "string", "pattern": r"^[^\s:/@]+:\d{1,5}$"},
         "redis": {"type": "string", "pattern": r"^[^\s:/@]+:\d{1,5}$"},
+        # TLS to Redis (managed services: ElastiCache, Memorystore): rediss:// URLs.
+        "redis_tls": {"type": "boolean"},
         "database_prefix": {"type": "string", "pattern": r"^[a-z][a-z0-9_]{0,39}$"},
         "smtp": {"type": "string", "pattern": r"^(smtp|smtps|smtp\+starttls)://[^\s@/]+$"},
         "smtp_username": {"type": "string"},
@@ -118,7 +120,7 @@ class Layout:
         ]
 
 
-def load_hosts(path: Path) -> dict[str, str]:
+def load_hosts(path: Path) -> dict[str, Any]:
     try:
         hosts = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -126,7 +128,7 @@ def load_hosts(path: Path) -> dict[str, str]:
     return hosts_from(hosts, str(path))
 
 
-def hosts_from(hosts: object, where: str = "hosts") -> dict[str, str]:
+def hosts_from(hosts: object, where: str = "hosts") -> dict[str, Any]:
     """The hosts file's content checked against its schema, with the defaults filled in."""
     validator = jsonschema.Draft202012Validator(
         HOSTS_SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
@@ -166,11 +168,12 @@ def _merge(kept: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def component_envs(hosts: dict[str, str], vault: dict[str, Any]) -> dict[str, dict[str, str]]:
+def component_envs(hosts: dict[str, Any], vault: dict[str, Any]) -> dict[str, dict[str, str]]:
     """Each component's whole environment: its settings and its own secrets."""
     domain = hosts["domain"]
     public = f"https://{domain}"
-    redis = f"redis://:{vault['redis']}@{hosts['redis']}/0"
+    scheme = "rediss" if hosts.get("redis_tls") else "redis"
+    redis = f"{scheme}://:{vault['redis']}@{hosts['redis']}/0"
 
     def database(component: str) -> str:
         server = "participant" if component == "participant" else "organizer"
@@ -245,7 +248,7 @@ def component_envs(hosts: dict[str, str], vault: dict[str, Any]) -> dict[str, di
     return {c: {**common, **values} for c, values in own.items()}
 
 
-def server_envs(hosts: dict[str, str], vault: dict[str, Any]) -> dict[str, dict[str, str]]:
+def server_envs(hosts: dict[str, Any], vault: dict[str, Any]) -> dict[str, dict[str, str]]:
     """The database servers' and Redis's environments (read by ``envs/prod/postgres``'s init
     script and the compose file)."""
     out = {}
@@ -264,7 +267,7 @@ def server_envs(hosts: dict[str, str], vault: dict[str, Any]) -> dict[str, dict[
     return out
 
 
-def clients(hosts: dict[str, str]) -> dict[str, dict[str, str]]:
+def clients(hosts: dict[str, Any]) -> dict[str, dict[str, str]]:
     """ESME's clients' configuration (their ``config.json``), pointed at aidpost's edge."""
     public, ws = f"https://{hosts['domain']}", f"wss://{hosts['domain']}"
     messenger = {"messenger_api_url": public, "messenger_ws_url": ws}
@@ -274,7 +277,7 @@ def clients(hosts: dict[str, str]) -> dict[str, dict[str, str]]:
     }
 
 
-def example(hosts: dict[str, str]) -> str:
+def example(hosts: dict[str, Any]) -> str:
     """Every variable of every component, secrets replaced by a placeholder."""
     placeholders = _merge({}, new_vault())
     _blank(placeholders)
