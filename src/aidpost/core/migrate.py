@@ -62,7 +62,8 @@ async def upgrade(db: Database, history: str) -> None:
     contract a release later; docs/deployment.md)."""
 
     def _run(connection: Connection) -> None:
-        if _state(connection, history) != "ahead":
+        # At head (every start but the first after a release) there is nothing to run.
+        if _state(connection, history) == "behind":
             command.upgrade(_config(history, connection), "head")
 
     async with db.engine.begin() as conn:

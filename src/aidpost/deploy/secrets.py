@@ -436,8 +436,9 @@ def check(root: Path) -> list[Finding]:
         for key, value in env.items():
             if "://" in value:
                 password = _url_password(value)
-                if password is not None and weakness(password):
-                    findings.append(Finding(path, f"{key}'s password {weakness(password)}"))
+                problem = weakness(password) if password is not None else None
+                if problem:
+                    findings.append(Finding(path, f"{key}'s password {problem}"))
             elif value == PLACEHOLDER:
                 findings.append(Finding(path, f"{key} is a placeholder"))
         try:
