@@ -8,8 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from aidpost.core import logs
-from aidpost.core.component import Component
-from aidpost.core.http import Check, build_http_app
+from aidpost.core.component import Component, ServesSockets
+from aidpost.core.http import Check, SocketRoutes, build_http_app
 from aidpost.core.settings import Settings
 from aidpost.core.tokens import JwksKeySource
 from aidpost.runtime import Runtime
@@ -108,6 +108,14 @@ def create_app(
             app.include_router(router)
         if part.name == "web" and not settings.web.api_url:
             part.bind(app)  # type: ignore[attr-defined]
+    sockets = {
+        path: handler
+        for part in parts
+        if isinstance(part, ServesSockets)
+        for path, handler in part.sockets().items()
+    }
+    if sockets:
+        app.add_middleware(SocketRoutes, routes=sockets)  # outermost: added last
     return app
 
 

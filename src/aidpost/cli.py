@@ -13,6 +13,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from aidpost.app import COMPONENTS, configure_logging, create_app
+    from aidpost.core.sockets import WebSocketProtocol
 
     settings = Settings()
     if args.host:
@@ -41,6 +42,7 @@ def _serve(args: argparse.Namespace) -> int:
         # ~45 KiB of zlib state per socket for next to nothing. Browsers and ESME's clients
         # negotiate it away.
         ws_per_message_deflate=False,
+        ws=WebSocketProtocol,
         proxy_headers=True,
     )
     return 0

@@ -148,8 +148,29 @@ async def test_limits(world: World) -> None:
         world.base, (await world.token("participant", "participant")), get_chats=False
     )
     assert (await idle.next("error", within=10))["payload"]["message"] == "timeout"
-    with pytest.raises(websockets.ConnectionClosed):
+    with pytest.raises(websockets.ConnectionClosed) as closed:
         await asyncio.wait_for(idle.ws.recv(), 5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+
+
+async def test_quiet_sockets_still_get_what_comes(world: World) -> None:
+    """A socket with nothing to send has no writer (the sweeper retires it, every second
+    here): the next frame for it starts one, and nothing is lost or reordered."""
+    staff, phone, chat_id, _st, _pt = await open_chat(world)
+    for round_ in range(2):
+        await asyncio.sleep(2.2)  # two sweeps: both sockets' writers retired
+        words = [f"round {round_} message {i}" for i in range(3)]
+        for word in words:
+            await staff.send("send_message", {"chatId": chat_id, "message": word})
+        got = [(await phone.next("user_message"))["payload"]["content"] for _ in words]
+        assert got == words
+        await asyncio.sleep(2.2)
+        await phone.send("send_message", {"chatId": chat_id, "message": f"reply {round_}"})
+        # The staff socket gets its own three back (every device of the sender does), then
+        # the reply, in order.
+        seen = [(await staff.next("user_message"))["payload"]["content"] for _ in range(4)]
+        assert seen == [*words, f"reply {round_}"]
+        assert (await phone.next("user_message"))["payload"]["content"] == f"reply {round_}"
 
 
 async def test_text_no_database_can_store_is_refused_and_holds_nothing_back(world: World) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
-from fastapi import APIRouter
+from fastapi import APIRouter, WebSocket
 
 from aidpost.core.http import Check
 
@@ -24,6 +24,14 @@ class Component(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+@runtime_checkable
+class ServesSockets(Protocol):
+    """A component with WebSocket endpoints, served ahead of the routing
+    (``aidpost.core.http.SocketRoutes``)."""
+
+    def sockets(self) -> Mapping[str, Callable[[WebSocket], Awaitable[None]]]: ...
 
 
 def database_check(name: str, db: Any, history: str) -> Check:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 import aidpost
 from aidpost.core import errors, logs
@@ -204,6 +205,31 @@ def _address(value: str) -> str | None:
         except ValueError:
             continue
     return None
+
+
+class SocketRoutes:
+    """WebSocket endpoints answered ahead of the routing and the middleware.
+
+    A chat socket lives for hours, and while it idles every frame of the call chain that
+    reached its handler stays in memory: FastAPI's routing, its exit stacks and exception
+    wrappers, CORS and the HTTP middleware (none of which does anything for a WebSocket)
+    cost about 12 KiB per idle socket (docs/performance.md, idle connections). The
+    handlers here get the socket straight from the server, behind only this one frame.
+    """
+
+    def __init__(
+        self, app: ASGIApp, routes: Mapping[str, Callable[[WebSocket], Awaitable[None]]]
+    ) -> None:
+        self.app = app
+        self.routes = dict(routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            handler = self.routes.get(scope["path"])
+            if handler is not None:
+                await handler(WebSocket(scope, receive, send))
+                return
+        await self.app(scope, receive, send)
 
 
 class RateLimitMiddleware:

@@ -1,18 +1,22 @@
-"""ESME's Messenger API under ``/messenger-api``: the WebSocket and the REST archives."""
+"""ESME's Messenger API under ``/messenger-api``: the REST archives (the WebSocket is the
+gateway's, ``aidpost.messenger.gateway``)."""
 
 from __future__ import annotations
 
 import hmac
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, WebSocket
+from fastapi import APIRouter, Depends, Request
 
 from aidpost.core.errors import BadRequest, Unauthorized
 from aidpost.core.tokens import Principal, Realm
-from aidpost.messenger.gateway import Gateway
 from aidpost.messenger.service import MessengerService
 
 router = APIRouter(prefix="/messenger-api", tags=["messenger"])
+# ESME's chat socket: first frame ``{"Authorization": "Bearer <realm>:<jwt>"}``, then
+# ``{type, payload}`` frames (docs/messenger.md). Served by the gateway ahead of the
+# routing (``MessengerComponent.sockets``), not by this router.
+CONNECT_PATH = "/messenger-api/connect"
 Json = dict[str, Any]
 
 
@@ -46,14 +50,6 @@ async def _agency_of(request: Request, svc: MessengerService) -> int:
     if staff is None:
         raise Unauthorized("invalid role")
     return staff[1]
-
-
-@router.websocket("/connect")
-async def connect(ws: WebSocket) -> None:
-    """ESME's chat socket: first frame ``{"Authorization": "Bearer <realm>:<jwt>"}``, then
-    ``{type, payload}`` frames (see docs/messenger.md)."""
-    gateway: Gateway = ws.app.state.gateway
-    await gateway.serve(ws)
 
 
 @router.get("/agency/chats", operation_id="agencyArchivedChats")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, WebSocket
 
 from aidpost.core.bus import Subscription, stop_all
 from aidpost.core.component import database_check
@@ -14,7 +14,7 @@ from aidpost.core.http import Check
 from aidpost.core.migrate import upgrade
 from aidpost.core.outbox import OutboxRelay
 from aidpost.core.shards import ShardedConsumer
-from aidpost.messenger.api import router
+from aidpost.messenger.api import CONNECT_PATH, router
 from aidpost.messenger.gateway import Gateway
 from aidpost.messenger.models import outbox
 from aidpost.messenger.service import (
@@ -90,6 +90,10 @@ class MessengerComponent:
 
     def routers(self) -> Sequence[APIRouter]:
         return (router,) if self.rt.settings.messenger.gateway else ()
+
+    def sockets(self) -> Mapping[str, Callable[[WebSocket], Awaitable[None]]]:
+        """ESME's chat socket, ``/messenger-api/connect`` (docs/messenger.md)."""
+        return {CONNECT_PATH: self.gateway.serve} if self.rt.settings.messenger.gateway else {}
 
     def state(self) -> dict[str, Any]:
         return {"messenger": self.service, "gateway": self.gateway, "messenger_relay": self.relay}

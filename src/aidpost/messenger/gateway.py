@@ -25,6 +25,7 @@ import collections
 import contextlib
 import json
 import logging
+import math
 import time
 import uuid
 from collections import defaultdict
@@ -60,13 +61,13 @@ HISTORY = "\x00history"  # a queue item: send ``chat_history`` from the database
 
 class FrameQueue:
     """One socket's bounded outbound FIFO, for its one writer: ``asyncio.Queue``'s
-    behaviour without its four deques and event, since thousands of sockets idle with this
-    empty (docs/performance.md, idle connections)."""
+    behaviour without its four deques and event, and no deque at all while empty, since
+    thousands of sockets idle with this empty (docs/performance.md, idle connections)."""
 
     __slots__ = ("_items", "_maxsize", "_waiter")
 
     def __init__(self, maxsize: int) -> None:
-        self._items: collections.deque[tuple[dict[str, Any], str]] = collections.deque()
+        self._items: collections.deque[tuple[dict[str, Any], str]] | None = None
         self._maxsize = maxsize
         self._waiter: asyncio.Future[None] | None = None
 
@@ -74,26 +75,36 @@ class FrameQueue:
         return not self._items
 
     def qsize(self) -> int:
-        return len(self._items)
+        return len(self._items) if self._items else 0
 
     def put_nowait(self, item: tuple[dict[str, Any], str]) -> None:
-        if len(self._items) >= self._maxsize:
+        if self._items is None:
+            self._items = collections.deque()
+        elif len(self._items) >= self._maxsize:
             raise asyncio.QueueFull
         self._items.append(item)
+        self.wake()
+
+    def wake(self) -> None:
+        """Wake the writer waiting in ``get``: with nothing queued, it gets None."""
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    async def get(self) -> tuple[dict[str, Any], str]:
-        while not self._items:
+    async def get(self) -> tuple[dict[str, Any], str] | None:
+        """The next item, or None if woken with nothing queued (the writer may retire)."""
+        if not self._items:
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
+            if not self._items:
+                self._items = None
+                return None
         return self._items.popleft()
 
 
-@dataclass
+@dataclass(slots=True)
 class Connection:
     id: str
     ws: WebSocket
@@ -101,6 +112,18 @@ class Connection:
     user_id: int
     agency_id: int | None
     queue: FrameQueue
+    # The task that reads this socket (the server's own, for the socket's life), and the
+    # one that writes to it: started by the first frame to send, retired by the sweeper
+    # once the socket has had nothing to send for a while (idle sockets need none).
+    task: asyncio.Task[Any] | None = None
+    writer: asyncio.Task[None] | None = None
+    wrote: bool = False  # since the sweeper last looked
+    open: bool = False  # registered and not yet ending: frames offered get written
+    reading: bool = False
+    # Set when the gateway ends the socket itself (idle, or its writer failed): the code
+    # it closes with, and the reason the reading task was cancelled.
+    ended: int | None = None
+    active: float = field(default_factory=time.monotonic)  # when its last frame came
     ext: bool = False
     seen: dict[str, int] = field(default_factory=dict)
     # The open chats this socket was told of (``chats``, ``new_chat``), once it asked for
@@ -130,16 +153,22 @@ class Gateway:
         self.connections: dict[str, Connection] = {}
         self.by_channel: dict[str, set[str]] = defaultdict(set)
         self.closing = False
+        self._sweeper: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         await self.hub.subscribe(gateway_channel(self.id), self._on_reply)
         self.hub.on_reconnect(self._resync_all)
+        self._sweeper = asyncio.create_task(self._sweep_idle(), name="ws-idle-sweeper")
 
     async def stop(self) -> None:
         """Tell every client to reconnect (to another gateway) and let them go."""
         self.closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         for conn in list(self.connections.values()):
             with contextlib.suppress(Exception):
                 await conn.ws.close(code=1012, reason="gateway restarting")
@@ -158,6 +187,9 @@ class Gateway:
             if not conn.dropped:
                 conn.dropped = True
                 log.warning("outbound queue full; dropping", extra={"conn": conn.id})
+        if conn.writer is None and conn.open:
+            conn.writer = asyncio.create_task(self._writer(conn), name=f"ws-writer-{conn.id}")
+            conn.writer.add_done_callback(lambda task: self._writer_done(conn, task))
 
     def _on_reply(self, _channel: str, data: bytes) -> None:
         header, text = open_envelope(data)
@@ -175,7 +207,12 @@ class Gateway:
     async def _writer(self, conn: Connection) -> None:
         ws = conn.ws
         while True:
-            header, text = await conn.queue.get()
+            item = await conn.queue.get()
+            if item is None:  # woken by the sweeper with nothing to send: retire
+                conn.writer = None  # in this same step: the next frame starts a new one
+                return
+            header, text = item
+            conn.wrote = True
             if text == RESYNC or (conn.dropped and conn.queue.empty()):
                 conn.dropped = False
                 await self._resync(conn)
@@ -253,40 +290,75 @@ class Gateway:
     # -- the socket --------------------------------------------------------------------------
 
     async def serve(self, ws: WebSocket) -> None:
+        """One socket, for its life. Idle sockets are most of a gateway's memory, so an
+        idle one costs the server's task and its one chain of frames, no task of ours and
+        no timer: this task reads, a writer runs while there is something to send, and
+        one sweeper per gateway retires idle writers and ends sockets gone quiet."""
         await ws.accept()
+        # Nothing reads the handshake's headers again (the token comes in the first frame);
+        # a browser's, cookies included, would idle here for the socket's life.
+        ws.scope["headers"] = []
         if self.closing:
             await ws.close(code=1012)
             return
         conn = await self._authenticate(ws)
         if conn is None:
             return
+        conn.task = asyncio.current_task()
+        conn.open = True
         self.connections[conn.id] = conn
-        writer = asyncio.create_task(self._writer(conn), name=f"ws-writer-{conn.id}")
-        reader: asyncio.Task[None] | None = None
         try:
             # Subscribed before the first frame is read: whatever ``get_chats`` reads from
             # the database, an update committed after it reaches this socket.
             await self._follow(conn, conn.channel)
-            reader = asyncio.create_task(self._read_safely(conn), name=f"ws-reader-{conn.id}")
-            # Whichever ends first (client gone, writer failed) ends the connection.
-            await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+            conn.reading = True
+            with contextlib.suppress(WebSocketDisconnect):
+                await self._read(conn)
+        except asyncio.CancelledError:
+            # Ours (idle, or the writer failed) is absorbed; the server's goes on.
+            task = asyncio.current_task()
+            if conn.ended is None or (task is not None and task.uncancel() > 0):
+                raise
         finally:
-            for task in (reader, writer):
-                if task is None:
-                    continue
-                task.cancel()
+            conn.reading = conn.open = False
+            if conn.writer is not None:
+                conn.writer.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            if writer.done() and not writer.cancelled() and writer.exception() is not None:
-                log.warning("connection writer failed", exc_info=writer.exception())
+                    await conn.writer
             with contextlib.suppress(Exception):
-                await conn.ws.close(code=1011)
+                await conn.ws.close(code=conn.ended or 1011)
             await self._unfollow_all(conn)
             self.connections.pop(conn.id, None)
 
-    async def _read_safely(self, conn: Connection) -> None:
-        with contextlib.suppress(WebSocketDisconnect):
-            await self._read(conn)
+    def _writer_done(self, conn: Connection, writer: asyncio.Task[None]) -> None:
+        if not writer.cancelled() and writer.exception() is not None:
+            log.warning("connection writer failed", exc_info=writer.exception())
+            self._end(conn, 1011)  # the socket ends with it
+
+    def _end(self, conn: Connection, code: int) -> None:
+        """Stop reading ``conn`` (its task closes it with ``code``)."""
+        if conn.reading and conn.ended is None and conn.task is not None:
+            conn.ended = code
+            conn.task.cancel()
+
+    async def _sweep_idle(self) -> None:
+        """Every socket without a frame for the idle timeout gets ``error timeout`` and is
+        closed (1001), checked a few times per timeout (at least every 5 s); a writer with
+        nothing sent since the last look retires."""
+        limit = self.settings.idle_timeout_seconds
+        interval = min(max(limit / 5, 0.05), 5.0)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            quiet = time.monotonic() - limit
+            for conn in list(self.connections.values()):
+                if conn.active < quiet and conn.reading and conn.ended is None:
+                    self._error(conn, "timeout")
+                    conn.active = math.inf  # told once
+                    loop.call_later(0.05, self._end, conn, 1001)  # the error goes out first
+                elif conn.writer is not None and not conn.wrote and conn.queue.empty():
+                    conn.queue.wake()
+                conn.wrote = False
 
     async def _authenticate(self, ws: WebSocket) -> Connection | None:
         """The first frame, within the time limit: ``{"Authorization": "Bearer realm:jwt"}``.
@@ -364,16 +436,12 @@ class Gateway:
     async def _read(self, conn: Connection) -> None:
         while True:
             try:
-                async with asyncio.timeout(self.settings.idle_timeout_seconds):
-                    raw = await conn.ws.receive_text()
-            except TimeoutError:
-                self._error(conn, "timeout")
-                await asyncio.sleep(0.05)
-                await conn.ws.close(code=1001)
-                return
+                raw = await conn.ws.receive_text()
             except KeyError:  # a binary frame
+                conn.active = time.monotonic()
                 self._error(conn, "malformed message")
                 continue
+            conn.active = time.monotonic()
             if not self._allowed(conn):
                 self._error(conn, "too many actions; slow down")
                 continue
