@@ -103,22 +103,11 @@ class Server:
 
     def proc_status(self) -> dict[str, str]:
         """Fields of ``/proc/<pid>/status`` (VmRSS, VmHWM, Threads, ...)."""
-        fields: dict[str, str] = {}
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                key, _, value = line.partition(":")
-                fields[key] = value.strip()
-        return fields
+        return process_status(self.pid)
 
     def cpu_seconds(self) -> float:
         """User plus system CPU time of the server process, all threads."""
-        try:
-            stat = Path(f"/proc/{self.pid}/stat").read_text()
-        except OSError:
-            return math.nan
-        parts = stat[stat.rindex(")") + 2 :].split()
-        # After "pid (comm) ": state is field 3, so utime (14) and stime (15) are [11], [12].
-        return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.pid)
 
     def log_tail(self, lines: int = 10, width: int = 400) -> str:
         try:
@@ -170,6 +159,27 @@ def percentile(ordered: list[float], share: float) -> float:
         return math.nan
     rank = max(1, math.ceil(share * len(ordered)))
     return ordered[rank - 1]
+
+
+def process_status(pid: int) -> dict[str, str]:
+    """Fields of ``/proc/<pid>/status`` (VmRSS, VmHWM, Threads, ...); empty once it is gone."""
+    fields: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    return fields
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, all threads; NaN once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return math.nan
+    parts = stat[stat.rindex(")") + 2 :].split()
+    # After "pid (comm) ": state is field 3, so utime (14) and stime (15) are [11], [12].
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def client_cpu_seconds() -> float:

@@ -15,23 +15,40 @@ same ten polls) with two differences, both reported:
 * a run also ends, without error, at ``--max-participants`` or ``--max-seconds``, so that a
   run against a system that does not fail ends too.
 
-Server: by default it starts its own ``aidpost serve --demo`` (one process, SQLite, the
-in-memory bus: the embedded default) in a temporary directory, with the per-address HTTP
-rate limit and the per-socket action limit lifted (every client here is 127.0.0.1, and the
-staff member presses start 100 times a second) and the log level at WARNING.
-``--base URL`` runs against a server or cluster that is already up (``aidpost cluster``
-prints its URL); it must have the demo data (``aidpost demo``).
+Server: by default (``--shape one``) it starts its own ``aidpost serve --demo`` (one process,
+SQLite, the in-memory bus: the embedded default) in a temporary directory, with the
+per-address HTTP rate limit and the per-socket action limit lifted (every client here is
+127.0.0.1, and the staff member presses start 100 times a second) and the log level at
+WARNING. ``--shape cluster`` starts the production shape on this machine instead
+(``aidpost.cluster.Cluster``, what ``aidpost cluster`` starts): auth, organizer,
+participant, ``--consumers`` messenger consumers and ``--gateways`` messenger gateways, the
+mailer, web and status, each its own process, behind HAProxy, on PostgreSQL databases created
+for the run (``aidpost_esme_<run>_*``) and Redis under a bus prefix of the run's own, with
+the demo data seeded by ``aidpost demo`` and the same lifted limits; at the end, even on an
+error, Ctrl-C or SIGTERM, every process is stopped, the databases dropped and the run's Redis
+keys deleted. ``--base URL`` runs against a server or cluster that is already up (``aidpost
+cluster`` prints its URL); it must have the demo data (``aidpost demo``).
 
 Output: one line per second while it runs (participants, chats, messages sent in the last
 second, delivered to staff in the last second), then a summary: why it stopped, the
 participants and chats then, the sent and delivered rates over the last 5 seconds (ESME's
 figure is the plateau of the sent rate), the totals, latency p50/p99/max in ms, and the CPU
 share of the server process and of this load generator (both on this machine's cores; when
-the generator nears 100 % of a core it, not the server, is the limit).
+the generator nears 100 % of a core it, not the server, is the limit). For the cluster the
+server's share is every aidpost process together (and each one's, by name); Redis's (its
+own account), HAProxy's, PostgreSQL's (every postgres process) and the whole machine's
+(everything running, out of 2.0 on two cores) are given beside it: Redis and PostgreSQL are
+shared with whatever else runs here, the machine's share shows whether anything did.
 
-Example::
+``--runs N`` repeats the run N times, each on a fresh server, and ends with the median and
+the range of the main figures; ``--json PATH`` writes every run and the medians there (after
+each run; ``bench/results/`` is the place, not tracked by git).
+
+Examples::
 
     .venv/bin/python bench/esme_scenario.py --sci 10 --cpi 20 --smi 1000 --max-seconds 120
+    .venv/bin/python bench/esme_scenario.py --shape cluster --smi 1000 --runs 3 \\
+        --json bench/results/esme-cluster-smi1000.json
 """
 
 from __future__ import annotations
@@ -43,19 +60,26 @@ import json
 import math
 import os
 import shutil
+import signal
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import asyncpg
 import httpx
+import redis
 import websockets
 from common import (
     PASSWORD,
+    SUPERADMIN,
     Server,
     bearer,
     client_cpu_seconds,
@@ -63,11 +87,16 @@ from common import (
     free_port,
     log,
     percentile,
+    process_cpu_seconds,
+    process_status,
     sign_in,
 )
 
+from aidpost.cluster import Cluster, postgres_databases
+
 DEMO_PASSWORD = "demo-password-1234"
 POLLS = 10  # ESME's participant asks for its chats at most this often
+CONSUMERS = 2  # the cluster's default; see --consumers
 
 
 @dataclass
@@ -237,7 +266,355 @@ def rate(counter: Counter[int], end: int, seconds: int = 5) -> float:
     return sum(window) / len(window) if window else math.nan
 
 
-async def scenario(base: str, args: argparse.Namespace, server: Server | None) -> dict[str, Any]:
+# -- what a run is measured against ------------------------------------------------------------
+
+
+@dataclass
+class Cpu:
+    """CPU seconds used so far, as counters that only grow: ``totals["server"]`` is every
+    aidpost process together, the other totals are named parts of the machine, and
+    ``processes`` is each aidpost process by name (the cluster's)."""
+
+    totals: dict[str, float]
+    processes: dict[str, float] = field(default_factory=dict)
+
+
+def shares(now: dict[str, float], then: dict[str, float], seconds: float) -> dict[str, float]:
+    """Each counter's CPU share of one core between two readings."""
+    return {k: round((v - then.get(k, 0.0)) / seconds, 2) for k, v in now.items()}
+
+
+class Target(Protocol):
+    """The server a run is measured against, started for that run alone."""
+
+    def start(self) -> str:
+        """Start it and seed the demo data; its base URL once the demo data is served."""
+        ...
+
+    def cpu_seconds(self) -> Cpu: ...
+
+    def finish(self, result: dict[str, Any]) -> None:
+        """Add what is read from the servers after the run (memory, crashes)."""
+        ...
+
+    def report_problems(self) -> None:
+        """The servers' warnings and errors, on stderr."""
+        ...
+
+    def stop(self) -> None:
+        """Stop every process and remove every trace of the run, whatever state it is in."""
+        ...
+
+
+# The one-process run's lifted limits, which the cluster gets too (the HTTP rate limit is
+# lifted by common.Server, and below for the cluster).
+LIFTED = {
+    "AIDPOST_MESSENGER_ACTIONS_PER_SECOND": "100000",
+    "AIDPOST_MESSENGER_ACTIONS_BURST": "100000",
+    "AIDPOST_LOG_LEVEL": "WARNING",
+    "AIDPOST_MAILER_TRANSPORT_URL": "memory:",
+}
+
+
+def asyncio_debug() -> dict[str, str]:
+    return {"PYTHONASYNCIODEBUG": "1"} if os.environ.get("BENCH_ASYNCIO_DEBUG") else {}
+
+
+def log_problems(name: str, path: Path, raw: bool = False) -> None:
+    """The count and the last of a server log's warnings and errors (with ``raw``, also any
+    line that is not a JSON record: a traceback printed on the way down)."""
+    problems = [
+        line
+        for line in path.read_text(errors="replace").splitlines()
+        if '"level": "error"' in line
+        or '"level": "warning"' in line
+        or (raw and line.strip() and not line.startswith("{"))
+    ]
+    log(f"{name} log: {len(problems)} warnings and errors; the last ones:")
+    for line in problems[-8:]:
+        log(line[:600] + " ... " + line[-1500:])
+
+
+class OneProcess:
+    """``aidpost serve --demo``: every component in one process, SQLite, the in-memory bus."""
+
+    def __init__(self) -> None:
+        self.workdir: Path | None = None
+        self.server: Server | None = None
+
+    def start(self) -> str:
+        self.workdir = Path(tempfile.mkdtemp(prefix="aidpost-esme-"))
+        server = self.server = Server(free_port(), self.workdir, {**LIFTED, **asyncio_debug()})
+        server.start()
+
+        async def ready() -> None:
+            async with httpx.AsyncClient(base_url=server.base_url) as http:
+                await server.wait_ready(http)
+
+        asyncio.run(ready())
+        time.sleep(2)  # demo data seeded after start
+        return server.base_url
+
+    def cpu_seconds(self) -> Cpu:
+        assert self.server is not None
+        return Cpu({"server": self.server.cpu_seconds()})
+
+    def finish(self, result: dict[str, Any]) -> None:
+        assert self.server is not None
+        peak = int(self.server.proc_status().get("VmHWM", "0 kB").split()[0])
+        result["server_rss_mib"] = round(peak / 1024, 1)
+
+    def report_problems(self) -> None:
+        assert self.server is not None
+        log_problems("server", self.server.log_path)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+PYCACHE = Path(tempfile.gettempdir()) / "aidpost-esme-pycache"
+COMPONENT_DATABASES = ("auth", "organizer", "participant", "messenger", "mailer", "status")
+
+
+class LocalCluster:
+    """The production shape on this machine, with ``aidpost.cluster.Cluster``: auth,
+    organizer, participant, ``consumers`` messenger consumers, ``gateways`` messenger
+    gateways, the mailer, web and status, each its own ``aidpost serve --component``
+    process, behind HAProxy; on PostgreSQL databases created for the run and Redis under a
+    bus prefix of the run's own. ``stop`` stops every process, drops the databases and
+    deletes the run's Redis keys."""
+
+    def __init__(
+        self, gateways: int, consumers: int, postgres: str, redis_url: str, keep_logs: bool
+    ) -> None:
+        run = uuid.uuid4().hex[:8]
+        self.tag = f"aidpost_esme_{run}"
+        self.bus_prefix = f"aidpost-esme-{run}:"
+        self.gateways, self.consumers = gateways, consumers
+        self.postgres, self.redis_url, self.keep_logs = postgres, redis_url, keep_logs
+        self.workdir: Path | None = None
+        self.cluster: Cluster | None = None
+        # Last readings, so that a process gone between two readings keeps what it used.
+        self.process_cpu: dict[str, float] = {}
+        self.postgres_cpu: dict[int, float] = {}
+
+    def env(self) -> dict[str, str]:
+        return {
+            **LIFTED,
+            **asyncio_debug(),
+            "AIDPOST_RATE_LIMIT": "1000000/minute",
+            "AIDPOST_BUS_PREFIX": self.bus_prefix,
+            "AIDPOST_AUTH_SUPERADMIN_EMAIL": SUPERADMIN[0],
+            "AIDPOST_AUTH_SUPERADMIN_PASSWORD": SUPERADMIN[1],
+            # Eleven processes compiling every module they import take minutes to start
+            # where this machine's environment turns bytecode caching off: cache it, away
+            # from the source tree. (Start-up only; what runs after is the same code.)
+            "PYTHONDONTWRITEBYTECODE": "",
+            "PYTHONPYCACHEPREFIX": str(PYCACHE),
+        }
+
+    def start(self) -> str:
+        t0 = time.monotonic()
+        self.workdir = Path(tempfile.mkdtemp(prefix="aidpost-esme-cluster-"))
+        log(f"cluster: databases {self.tag}_*, bus prefix {self.bus_prefix}, in {self.workdir}")
+        databases = postgres_databases(self.postgres, self.tag)
+        env = self.env()
+        urls = {f"AIDPOST_{c.upper()}_DATABASE_URL": url for c, url in databases.items()}
+        seed = subprocess.run(
+            [sys.executable, "-m", "aidpost.cli", "demo"],
+            env={**os.environ, **env, **urls, "AIDPOST_BUS_URL": self.redis_url,
+                 "AIDPOST_DATA_DIR": str(self.workdir / "seed")},
+            capture_output=True, text=True, timeout=180, check=False,
+        )  # fmt: skip
+        if seed.returncode != 0:
+            raise RuntimeError(f"aidpost demo failed: {seed.stderr[-3000:]}")
+        self.cluster = Cluster(
+            databases,
+            self.redis_url,
+            gateways=self.gateways,
+            consumers=self.consumers,
+            workdir=self.workdir / "cluster",
+            extra_env=env,
+        )
+        self.cluster.start()
+        asyncio.run(wait_for_demo(self.cluster.url))
+        log(
+            f"cluster up in {time.monotonic() - t0:.0f} s: {self.gateways} gateways, "
+            f"{self.consumers} consumers at {self.cluster.url}"
+        )
+        return self.cluster.url
+
+    def aidpost_processes(self) -> list[tuple[str, subprocess.Popen[bytes]]]:
+        assert self.cluster is not None
+        return [(p.name, p.popen) for p in self.cluster.processes if p.popen is not None]
+
+    def cpu_seconds(self) -> Cpu:
+        assert self.cluster is not None
+        for name, popen in self.aidpost_processes():
+            if not math.isnan(seconds := process_cpu_seconds(popen.pid)):
+                self.process_cpu[name] = seconds
+        for pid in postgres_pids():
+            if not math.isnan(seconds := process_cpu_seconds(pid)):
+                self.postgres_cpu[pid] = seconds
+        proxies = [self.cluster.haproxy, *self.cluster.retired]
+        totals = {
+            "server": sum(self.process_cpu.values()),
+            "redis": redis_cpu_seconds(self.redis_url),
+            "haproxy": sum(process_cpu_seconds(p.pid) for p in proxies if p is not None),
+            "postgres": sum(self.postgres_cpu.values()),
+            "machine": machine_busy_seconds(),
+        }
+        return Cpu(totals, dict(self.process_cpu))
+
+    def finish(self, result: dict[str, Any]) -> None:
+        peaks = [
+            int(process_status(popen.pid).get("VmHWM", "0 kB").split()[0])
+            for _name, popen in self.aidpost_processes()
+        ]
+        result["server_rss_mib"] = round(sum(peaks) / 1024, 1)  # the sum of each one's peak
+        exited = {name: popen.returncode for name, popen in self.aidpost_processes()
+                  if popen.poll() is not None}  # fmt: skip
+        result["shape"] = "cluster"
+        result["gateways"], result["consumers"] = self.gateways, self.consumers
+        result["exited_during_run"] = exited
+
+    def report_problems(self) -> None:
+        assert self.cluster is not None
+        for name, popen in self.aidpost_processes():
+            if popen.returncode is not None:
+                log(f"{name} EXITED during the run with status {popen.returncode}")
+        for path in sorted(self.cluster.workdir.glob("*.log")):
+            if path.stat().st_size:
+                log_problems(path.stem, path, raw=True)
+        log(f"no other log has anything (logs in {self.cluster.workdir})")
+
+    def stop(self) -> None:
+        if self.cluster is not None:
+            # The edge first: no new connection reaches a process that is stopping, and
+            # HAProxy does not report each one going down.
+            for proxy in [self.cluster.haproxy, *self.cluster.retired]:
+                if proxy is not None and proxy.poll() is None:
+                    proxy.terminate()
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proxy.wait(timeout=10)
+            try:
+                self.cluster.stop()
+            except Exception as exc:
+                log(f"cluster stop: {type(exc).__name__}: {exc}; killing what is left")
+            proxies = [self.cluster.haproxy, *self.cluster.retired]
+            for popen in [*(p for _n, p in self.aidpost_processes()), *proxies]:
+                if popen is not None and popen.poll() is None:
+                    popen.kill()
+                    popen.wait(timeout=30)
+        try:
+            left = asyncio.run(drop_databases(self.postgres, self.tag))
+            log(f"dropped databases {self.tag}_*" + (f"; STILL THERE: {left}" if left else ""))
+        except Exception as exc:
+            log(f"could not drop databases {self.tag}_*: {type(exc).__name__}: {exc}")
+        try:
+            log(f"deleted {delete_redis_keys(self.redis_url, self.bus_prefix)} Redis keys")
+        except Exception as exc:
+            log(f"could not delete Redis keys {self.bus_prefix}*: {type(exc).__name__}: {exc}")
+        if self.workdir is not None:
+            if self.keep_logs:
+                log(f"logs kept in {self.workdir}")
+            else:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+async def wait_for_demo(base: str, seconds: float = 60) -> None:
+    """Until the demo event reaches the participant component (over the bus, from the
+    organizer's outbox)."""
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        token = await sign_in(
+            http, "participant-api", "participant@demo.aidpost.example", DEMO_PASSWORD
+        )
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            r = await http.get("/participant-api/events", headers=bearer(token))
+            if expect(r, 200, "events"):
+                return
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"the demo event did not reach the participant API in {seconds:.0f} s")
+
+
+async def drop_databases(server_url: str, tag: str) -> list[str]:
+    """Drop the run's databases (connections or not); the names of any still there."""
+    conn = await asyncpg.connect(server_url + "/postgres")
+    try:
+        for component in COMPONENT_DATABASES:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{tag}_{component}" WITH (FORCE)')
+        rows = await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE $1", tag + "%")
+        return [row["datname"] for row in rows]
+    finally:
+        await conn.close()
+
+
+def delete_redis_keys(url: str, prefix: str) -> int:
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+        return len(keys)
+    finally:
+        client.close()
+
+
+def redis_cpu_seconds(url: str) -> float:
+    """Redis's own account of its CPU (the server's, whoever its clients are)."""
+    client = redis.Redis.from_url(url)
+    try:
+        info = client.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    except redis.RedisError:
+        return math.nan
+    finally:
+        client.close()
+
+
+def postgres_pids() -> list[int]:
+    """Every PostgreSQL process on this machine (the server's and every backend)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == "postgres":
+                    pids.append(int(entry.name))
+    return pids
+
+
+def machine_busy_seconds() -> float:
+    """CPU time every process on this machine used (all cores), from ``/proc/stat``."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the cleanup is done (a second Ctrl-C would leave
+    processes and databases behind)."""
+    stops = (signal.SIGINT, signal.SIGTERM)
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in stops}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM cleans up as Ctrl-C does
+
+
+# -- one run, several runs ---------------------------------------------------------------------
+
+
+async def scenario(base: str, args: argparse.Namespace, target: Target | None) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=base, timeout=45) as http:
         staff_token = await sign_in(
             http, "organizer-api", "support@demo.aidpost.example", DEMO_PASSWORD
@@ -252,7 +629,7 @@ async def scenario(base: str, args: argparse.Namespace, server: Server | None) -
             raise RuntimeError("no event to ask help at: seed the demo data")
         event_id = int(events[0]["id"])
         run = Run()
-        server_cpu0 = server.cpu_seconds() if server else math.nan
+        cpu0 = target.cpu_seconds() if target else None
         client_cpu0 = client_cpu_seconds()
         run.spawn(staff_member(base, staff_token, args.sci, run))
         run.spawn(add_participants(http, base, event_id, args, run))
@@ -260,13 +637,14 @@ async def scenario(base: str, args: argparse.Namespace, server: Server | None) -
         await run.done.wait()
         end = run.second()
         elapsed = time.monotonic() - run.started
-        server_cpu = (server.cpu_seconds() - server_cpu0) / elapsed if server else math.nan
+        cpu = target.cpu_seconds() if target else None
         client_cpu = (client_cpu_seconds() - client_cpu0) / elapsed
         for task in list(run.tasks):
             task.cancel()
         await asyncio.gather(*run.tasks, return_exceptions=True)
     ordered = sorted(run.latencies)
-    return {
+    server = shares(cpu.totals, cpu0.totals, elapsed) if cpu and cpu0 else {}
+    result = {
         "sci_ms": args.sci,
         "cpi_ms": args.cpi,
         "smi_ms": args.smi,
@@ -282,9 +660,132 @@ async def scenario(base: str, args: argparse.Namespace, server: Server | None) -
         "latency_ms_p99": round(percentile(ordered, 0.99), 1),
         "latency_ms_max": round(ordered[-1], 1) if ordered else math.nan,
         "staff_other_frames": dict(run.staff_frames),
-        "server_cpu_share": round(server_cpu, 2),
+        "server_cpu_share": server.pop("server", math.nan),
         "client_cpu_share": round(client_cpu, 2),
     }
+    # The cluster's: Redis, HAProxy, PostgreSQL, the whole machine, and each aidpost process.
+    result |= {f"{name}_cpu_share": share for name, share in server.items()}
+    if cpu and cpu0 and cpu.processes:
+        by_process = shares(cpu.processes, cpu0.processes, elapsed)
+        result["server_cpu_share_by_process"] = by_process
+    return result
+
+
+def run_once(args: argparse.Namespace) -> dict[str, Any]:
+    """One run on a server of its own (unless ``--base``); its result, also printed."""
+    target: Target | None = None
+    try:
+        if args.base:
+            base = args.base.rstrip("/")
+        else:
+            if args.shape == "one":
+                target = OneProcess()
+            else:
+                target = LocalCluster(
+                    args.gateways, args.consumers, args.postgres, args.redis, args.keep_logs
+                )
+            base = target.start()
+        result = asyncio.run(scenario(base, args, target))
+        if target is not None:
+            target.finish(result)
+        print(json.dumps(result, indent=2), flush=True)
+        if target is not None:
+            target.report_problems()
+        return result
+    finally:
+        if target is not None:
+            with uninterrupted():
+                target.stop()
+
+
+# What the summary of several runs gives the median and range of.
+SUMMARY = (
+    "active_chats",
+    "participants",
+    "sent_per_s_last5",
+    "delivered_per_s_last5",
+    "latency_ms_p50",
+    "latency_ms_p99",
+    "server_cpu_share",
+    "client_cpu_share",
+    "redis_cpu_share",
+    "haproxy_cpu_share",
+    "postgres_cpu_share",
+    "machine_cpu_share",
+    "server_rss_mib",
+)
+
+
+def summarize(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Median, min and max of each figure in ``SUMMARY`` over the runs that have it."""
+    summary = {}
+    for key in SUMMARY:
+        values = [r[key] for r in results if isinstance(r.get(key), int | float)]
+        values = [v for v in values if not math.isnan(v)]
+        if values:
+            median = statistics.median(values)
+            summary[key] = {"median": median, "min": min(values), "max": max(values)}
+    return summary
+
+
+def print_summary(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
+    shape = "--base" if args.base else args.shape
+    if shape == "cluster":
+        shape += f" ({args.gateways} gateways, {args.consumers} consumers)"
+    print(
+        f"\nsummary of {len(results)} runs, {shape}, sci={args.sci:g} cpi={args.cpi:g} "
+        f"smi={args.smi:g} ms: median (min-max)"
+    )
+    for key, figures in summarize(results).items():
+        median, low, high = (f"{figures[k]:g}" for k in ("median", "min", "max"))
+        print(f"  {key:<24} {median:>9} ({low} to {high})")
+    for reason, count in Counter(r["stopped"] for r in results).most_common():
+        print(f"  stopped {count} times: {reason}")
+    sys.stdout.flush()
+
+
+def strict(value: Any) -> Any:
+    """``value`` with NaN as null: strict JSON, for other tools than Python's."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [strict(v) for v in value]
+    return value
+
+
+def source_version() -> dict[str, Any]:
+    """The commit the runs measured, and whether the work tree differed from it."""
+    repo = Path(__file__).resolve().parent.parent
+
+    def git(*command: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(repo), *command], capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip()
+
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+
+
+def write_json(path: Path, args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
+    document = {
+        "benchmark": "esme_scenario",
+        "shape": "base" if args.base else args.shape,
+        "gateways": args.gateways if args.shape == "cluster" else None,
+        "consumers": args.consumers if args.shape == "cluster" else None,
+        "sci_ms": args.sci,
+        "cpi_ms": args.cpi,
+        "smi_ms": args.smi,
+        "max_seconds": args.max_seconds,
+        "max_participants": args.max_participants,
+        "runs_asked": args.runs,
+        **source_version(),
+        "runs": results,
+        "summary": summarize(results),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(strict(document), indent=2, allow_nan=False) + "\n")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -295,57 +796,50 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-participants", type=int, default=100_000)
     parser.add_argument("--max-seconds", type=float, default=120)
     parser.add_argument("--base", help="an aidpost that is up (with demo data); default: own")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--shape",
+        choices=("one", "cluster"),
+        default="one",
+        help="own server: one process (aidpost serve --demo) or the local cluster",
+    )
+    parser.add_argument("--gateways", type=int, default=2, help="cluster: messenger gateways")
+    parser.add_argument(
+        "--consumers", type=int, default=CONSUMERS, help="cluster: messenger consumers"
+    )
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("AIDPOST_CLUSTER_POSTGRES", "postgresql://postgres@127.0.0.1:5432"),
+        help="cluster: the PostgreSQL server to create the run's databases on",
+    )
+    parser.add_argument(
+        "--redis", default="redis://127.0.0.1:6379/5", help="cluster: the bus (Redis URL)"
+    )
+    parser.add_argument("--keep-logs", action="store_true", help="cluster: keep the run directory")
+    parser.add_argument("--runs", type=int, default=1, help="runs in a row, each on a fresh server")
+    parser.add_argument("--json", type=Path, help="write every run and the medians here")
+    args = parser.parse_args(argv)
+    if args.base and args.shape == "cluster":
+        parser.error("--base runs against a server that is up; --shape cluster starts one")
+    if args.runs < 1 or args.gateways < 1 or args.consumers < 1:
+        parser.error("--runs, --gateways and --consumers are at least 1")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    server = None
-    workdir = None
-    try:
-        if args.base:
-            base = args.base.rstrip("/")
-        else:
-            workdir = Path(tempfile.mkdtemp(prefix="aidpost-esme-"))
-            env = {
-                "AIDPOST_MESSENGER_ACTIONS_PER_SECOND": "100000",
-                "AIDPOST_MESSENGER_ACTIONS_BURST": "100000",
-                "AIDPOST_LOG_LEVEL": "WARNING",
-                "AIDPOST_MAILER_TRANSPORT_URL": "memory:",
-                **({"PYTHONASYNCIODEBUG": "1"} if os.environ.get("BENCH_ASYNCIO_DEBUG") else {}),
-            }
-            server = Server(free_port(), workdir, env)
-            server.start()
-            base = server.base_url
-
-            async def ready() -> None:
-                async with httpx.AsyncClient(base_url=base) as http:
-                    assert server is not None
-                    await server.wait_ready(http)
-
-            asyncio.run(ready())
-            time.sleep(2)  # demo data seeded after start
-        result = asyncio.run(scenario(base, args, server))
-        if server is not None:
-            result["server_rss_mib"] = round(
-                int(server.proc_status().get("VmHWM", "0 kB").split()[0]) / 1024, 1
-            )
-        print(json.dumps(result, indent=2))
-        if server is not None:
-            problems = [
-                line
-                for line in server.log_path.read_text(errors="replace").splitlines()
-                if '"level": "error"' in line or '"level": "warning"' in line
-            ]
-            log(f"server log: {len(problems)} warnings and errors; the last ones:")
-            for line in problems[-8:]:
-                log(line[:600] + " ... " + line[-1500:])
-        return 0
-    finally:
-        if server is not None:
-            server.stop()
-        if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
+    signal.signal(signal.SIGTERM, interrupt)
+    results: list[dict[str, Any]] = []
+    for number in range(1, args.runs + 1):
+        if args.runs > 1:
+            log(f"run {number} of {args.runs}")
+        results.append(run_once(args))
+        if args.json:
+            write_json(args.json, args, results)
+    if args.runs > 1:
+        print_summary(args, results)
+    if args.json:
+        log(f"results in {args.json}")
+    return 0
 
 
 if __name__ == "__main__":
