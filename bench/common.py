@@ -212,3 +212,17 @@ async def get_times(
     t0 = time.perf_counter()
     together = sorted(await asyncio.gather(*(one() for _ in range(requests))))
     return sequential, together, requests / (time.perf_counter() - t0)
+
+
+def delete_redis_keys(url: str, prefix: str) -> int:
+    """Delete the keys under ``prefix`` (and only those) from the Redis at ``url``."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+        return len(keys)
+    finally:
+        client.close()

@@ -83,6 +83,7 @@ from common import (
     Server,
     bearer,
     client_cpu_seconds,
+    delete_redis_keys,
     expect,
     free_port,
     log,
@@ -551,17 +552,6 @@ async def drop_databases(server_url: str, tag: str) -> list[str]:
         return [row["datname"] for row in rows]
     finally:
         await conn.close()
-
-
-def delete_redis_keys(url: str, prefix: str) -> int:
-    client = redis.Redis.from_url(url)
-    try:
-        keys = list(client.scan_iter(match=prefix + "*", count=1000))
-        for start in range(0, len(keys), 1000):
-            client.delete(*keys[start : start + 1000])
-        return len(keys)
-    finally:
-        client.close()
 
 
 def redis_cpu_seconds(url: str) -> float:

@@ -38,9 +38,11 @@ import tempfile
 from pathlib import Path
 
 import asyncpg
-import redis
 
 from aidpost.cluster import Cluster, postgres_databases
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import delete_redis_keys
 
 TAG = "aidpost_relaybench"
 BUS_PREFIX = "aidpost-relaybench:"
@@ -94,14 +96,7 @@ def drop_databases(server_url: str) -> None:
 
 def drop_bus_keys(bus_url: str) -> int:
     """Delete this benchmark's keys (and only those) from its Redis database."""
-    client = redis.Redis.from_url(bus_url)
-    try:
-        keys = list(client.scan_iter(match=BUS_PREFIX + "*", count=1000))
-        for start in range(0, len(keys), 1000):
-            client.delete(*keys[start : start + 1000])
-        return len(keys)
-    finally:
-        client.close()
+    return delete_redis_keys(bus_url, BUS_PREFIX)
 
 
 def seed_demo(env: dict[str, str], data_dir: Path) -> None:

@@ -48,7 +48,17 @@ import redis
 import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import HOST, PASSWORD, bearer, expect, free_port, log, sign_in
+from common import (
+    HOST,
+    PASSWORD,
+    bearer,
+    delete_redis_keys,
+    expect,
+    free_port,
+    log,
+    process_cpu_seconds,
+    sign_in,
+)
 from relay_load import PairSpec
 
 BENCH = Path(__file__).resolve().parent
@@ -152,17 +162,6 @@ def tail(path: Path, lines: int = 12) -> None:
             log(f"{path.stem}: {line[:300]}")
 
 
-def drop_keys(redis_url: str, prefix: str) -> int:
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=prefix + "*", count=1000))
-        for start in range(0, len(keys), 1000):
-            client.delete(*keys[start : start + 1000])
-        return len(keys)
-    finally:
-        client.close()
-
-
 def versions(*packages: str) -> dict[str, str]:
     found = {}
     for package in packages:
@@ -172,16 +171,6 @@ def versions(*packages: str) -> dict[str, str]:
 
 
 # -- CPU ---------------------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU of a process, all its threads; NaN once it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return math.nan
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def postgres_cpu() -> dict[int, float]:
@@ -195,7 +184,7 @@ def postgres_cpu() -> dict[int, float]:
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
                 if entry.stat().st_uid == uid:
-                    found[int(entry.name)] = cpu_seconds(int(entry.name))
+                    found[int(entry.name)] = process_cpu_seconds(int(entry.name))
     return {pid: cpu for pid, cpu in found.items() if not math.isnan(cpu)}
 
 
@@ -233,8 +222,10 @@ class CpuProbe:
     redis: int | None
 
     def sample(self) -> CpuSample:
-        roles = {role: sum(cpu_seconds(pid) for pid in pids) for role, pids in self.roles.items()}
-        roles["redis"] = cpu_seconds(self.redis) if self.redis else math.nan
+        roles = {
+            role: sum(process_cpu_seconds(pid) for pid in pids) for role, pids in self.roles.items()
+        }
+        roles["redis"] = process_cpu_seconds(self.redis) if self.redis else math.nan
         return CpuSample(roles, postgres_cpu(), machine_cpu())
 
     @staticmethod
@@ -281,12 +272,12 @@ class System:
             server.stop()
             tail(server.log_path)
         if self.prefix:
-            drop_keys(self.redis_url, self.prefix)
+            delete_redis_keys(self.redis_url, self.prefix)
 
     def _two(self, argv: list[str], env: dict[str, str], cwd: Path) -> None:
         """Start two servers of ``argv`` (``{port}`` filled in) and wait for both."""
         if self.prefix:
-            drop_keys(self.redis_url, self.prefix)
+            delete_redis_keys(self.redis_url, self.prefix)
         ports = [free_port(), free_port()]
         for i, port in enumerate(ports):
             server = Spawned(
