@@ -31,12 +31,14 @@ the project's ``.venv`` (``bench/relay_cluster.py``). Results: a table on stdout
 
 The table's columns: ``offered/s`` and ``deliv/s``; latency ``p50``, ``p99``, ``max``;
 ``µs/dlv``, the servers' CPU per delivery (aidpost: gateways and consumers; its auth,
-organizer and participant, idle here, are in the JSON as "other"); ``redis`` and ``pg``, their
-CPU per delivery (both are shared with whatever else runs on the machine); ``gw/frm``,
-aidpost's gateways' CPU per frame written; ``gen``, the load generator's cores; ``busy``, the
-machine's busy share of all cores; ``else``, busy cores nobody above accounts for (other
-work on the machine: when it is not near 0 the step was not measured alone); ``lost``,
-``dup``, ``reord``; ``skip``, sends the generator dropped from its schedule.
+organizer and participant, idle here, are in the JSON as "other"), and ``net`` of what the
+servers spend idle (measured for ``--idle`` seconds before the steps, every socket open);
+``redis`` and ``pg``, their CPU per delivery (both are shared with whatever else runs on the
+machine); ``gw/frm``, aidpost's gateways' CPU per frame written; ``gen``, the load
+generator's cores; ``busy``, the machine's busy share of all cores; ``else``, busy cores
+nobody above accounts for (other work on the machine: when it is not near 0 the step was not
+measured alone); ``lost``, ``dup``, ``reord``; ``skip``, sends the generator dropped from
+its schedule.
 
     bench/setup
     bench/.venv/bin/python bench/relay.py --system channels --pairs 20 --rates 200,400,800
@@ -138,7 +140,12 @@ def sleep_until(moment_ns: int) -> None:
 
 
 def run_step(
-    workers: Workers, probe: CpuProbe, step: int, rate: float, args: argparse.Namespace
+    workers: Workers,
+    probe: CpuProbe,
+    step: int,
+    rate: float,
+    args: argparse.Namespace,
+    idle: float,
 ) -> dict[str, Any]:
     plans = workers.plan(step, rate, args)
     workers.send(plans)
@@ -147,7 +154,7 @@ def run_step(
     before = probe.sample()
     sleep_until(end)
     cpu = CpuProbe.delta(before, probe.sample())
-    return summarize(step, rate, args.seconds, workers.answers(), cpu)
+    return summarize(step, rate, args.seconds, workers.answers(), cpu, idle)
 
 
 def rounded(value: float, digits: int = 1) -> float | None:
@@ -158,19 +165,38 @@ def per_delivery_us(cpu_s: float, deliveries: int) -> float | None:
     return rounded(cpu_s * 1e6 / deliveries) if deliveries else None
 
 
+NOT_SERVERS = ("other", "redis", "postgres", "machine_busy", "machine_total")
+
+
+def servers_cpu(cpu: dict[str, float]) -> float:
+    """The system's relaying processes (aidpost: gateways and consumers; its auth, organizer
+    and participant, idle during the steps, are "other")."""
+    return sum(v for k, v in cpu.items() if k not in NOT_SERVERS)
+
+
+def measure_idle(probe: CpuProbe, seconds: float) -> dict[str, float]:
+    """Cores each role spends with every socket open and nothing sent."""
+    before = probe.sample()
+    time.sleep(seconds)
+    cpu = CpuProbe.delta(before, probe.sample())
+    cores = {k: v / seconds for k, v in cpu.items() if k != "machine_total"}
+    cores["servers"] = servers_cpu(cpu) / seconds
+    return {k: round(v, 3) for k, v in cores.items() if not math.isnan(v)}
+
+
 def cpu_figures(
-    cpu: dict[str, float], delivered: int, generator_s: float, seconds: float
+    cpu: dict[str, float], delivered: int, generator_s: float, seconds: float, idle: float
 ) -> dict[str, Any]:
-    """CPU seconds by role and per delivery. "servers" are the system's relaying processes
-    (aidpost: gateways and consumers; its idle auth, organizer and participant are "other")."""
+    """CPU seconds by role and per delivery; ``idle``: the servers' idle cores."""
     roles = {k: v for k, v in cpu.items() if k not in ("machine_busy", "machine_total")}
-    servers = sum(v for k, v in roles.items() if k not in ("other", "redis", "postgres"))
+    servers = servers_cpu(cpu)
     stores = sum(v for k, v in roles.items() if k in ("redis", "postgres") and not math.isnan(v))
     measured = sum(v for v in roles.values() if not math.isnan(v)) + generator_s
     return {
         "cpu_s": {k: rounded(v, 3) for k, v in roles.items()},
         "cpu_us_per_delivery": {
             "servers": per_delivery_us(servers, delivered),
+            "servers_net_of_idle": per_delivery_us(servers - idle * seconds, delivered),
             "servers_redis_postgres": per_delivery_us(servers + stores, delivered),
             **{k: per_delivery_us(v, delivered) for k, v in roles.items()},
         },
@@ -182,7 +208,12 @@ def cpu_figures(
 
 
 def summarize(
-    step: int, rate: float, seconds: float, answers: list[dict[str, Any]], cpu: dict[str, float]
+    step: int,
+    rate: float,
+    seconds: float,
+    answers: list[dict[str, Any]],
+    cpu: dict[str, float],
+    idle: float,
 ) -> dict[str, Any]:
     counts = {key: sum(int(a[key]) for a in answers) for key in COUNTS}
     latencies = sorted(ns / 1e6 for a in answers for ns in a["latencies_ns"])
@@ -200,7 +231,7 @@ def summarize(
             "max": rounded(latencies[-1], 2) if latencies else None,
         },
         **counts,
-        **cpu_figures(cpu, delivered, generator_s, seconds),
+        **cpu_figures(cpu, delivered, generator_s, seconds, idle),
     }
     if "gateways" in cpu:
         frames = delivered + counts["echoes_window"]
@@ -213,8 +244,8 @@ def summarize(
 
 HEADER = (
     f"{'offered/s':>10} {'deliv/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
-    f"{'µs/dlv':>7} {'redis':>6} {'pg':>6} {'gw/frm':>6} {'gen':>5} {'busy':>5} {'else':>5} "
-    f"{'lost':>6} {'dup':>4} {'reord':>5} {'skip':>5}"
+    f"{'µs/dlv':>7} {'net':>6} {'redis':>6} {'pg':>6} {'gw/frm':>6} {'gen':>5} {'busy':>5} "
+    f"{'else':>5} {'lost':>6} {'dup':>4} {'reord':>5} {'skip':>5}"
 )
 
 
@@ -227,6 +258,7 @@ def row(r: dict[str, Any]) -> str:
     return (
         f"{r['offered_per_s']:>10.0f} {r['delivered_per_s']:>9.0f} {num(lat['p50'], 8)} "
         f"{num(lat['p99'], 8)} {num(lat['max'], 8)} {num(per['servers'], 7, 0)} "
+        f"{num(per['servers_net_of_idle'], 6, 0)} "
         f"{num(per.get('redis'), 6, 0)} {num(per.get('postgres'), 6, 0)} "
         f"{num(r.get('gateway_cpu_us_per_frame'), 6, 0)} {r['generator_cores']:>5.2f} "
         f"{num(r['machine_busy_share'], 5, 2)} {r['unaccounted_cores']:>5.2f} "
@@ -246,17 +278,20 @@ def broke(results: list[dict[str, Any]], limit_ms: float) -> str:
     return ""
 
 
-def sweep(system: System, args: argparse.Namespace, results: list[dict[str, Any]]) -> str:
-    """Run the steps into ``results``; why the sweep ended."""
+def sweep(system: System, args: argparse.Namespace, run: dict[str, Any]) -> str:
+    """Measure the idle servers, then run the steps into ``run``; why the sweep ended."""
     pairs = asyncio.run(system.prepare(args.pairs))
     workers = Workers(system, pairs, args.workers)
     try:
         ready = workers.answers()
         log(f"{sum(a['ready'] for a in ready)} sockets open in {len(ready)} workers")
         probe = system.probe()
+        run["idle_cores"] = idle = measure_idle(probe, args.idle)
+        log(f"idle, every socket open: {idle}")
+        results = run["steps"]
         print(HEADER, flush=True)
         for step, rate in enumerate(args.rates):
-            results.append(run_step(workers, probe, step, rate, args))
+            results.append(run_step(workers, probe, step, rate, args, idle["servers"]))
             print(row(results[-1]), flush=True)
             reason = broke(results, args.p99_limit_ms)
             if reason and not args.no_stop:
@@ -266,7 +301,7 @@ def sweep(system: System, args: argparse.Namespace, results: list[dict[str, Any]
         workers.stop()
 
 
-def write_json(system: System, args: argparse.Namespace, results: list[Any], why: str) -> Path:
+def write_json(system: System, args: argparse.Namespace, run: dict[str, Any], why: str) -> Path:
     RESULTS.mkdir(exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     path = RESULTS / f"relay-{system.name}-{stamp}.json"
@@ -279,7 +314,7 @@ def write_json(system: System, args: argparse.Namespace, results: list[Any], why
         "versions": {"python": platform.python_version(), **system.versions()},
         "machine": {"cores": os.cpu_count(), "platform": platform.platform()},
         "stopped": why,
-        "steps": results,
+        **run,
     }
     path.write_text(json.dumps(document, indent=2) + "\n")
     return path
@@ -305,6 +340,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="measured, per step")
     parser.add_argument("--warmup", type=float, default=2.0, help="not measured, per step")
     parser.add_argument("--drain", type=float, default=3.0, help="after each step")
+    parser.add_argument("--idle", type=float, default=5.0, help="idle CPU measured first")
     parser.add_argument("--workers", type=int, default=2, help="load generator processes")
     parser.add_argument("--p99-limit-ms", type=float, default=100.0)
     parser.add_argument("--no-stop", action="store_true", help="run every rate")
@@ -328,19 +364,19 @@ def main(argv: list[str] | None = None) -> int:
     logs = Path(tempfile.mkdtemp(prefix=f"relay-{args.system}-"))
     options = {"python": args.aidpost_python, "consumers": args.aidpost_consumers}
     system = make_system(args.system, args.redis, logs, **options)
-    results: list[dict[str, Any]] = []
+    run: dict[str, Any] = {"idle_cores": {}, "steps": []}
     why = "interrupted"
     try:
         log(f"starting {args.system} (logs in {logs})")
         system.start()
-        why = sweep(system, args, results)
+        why = sweep(system, args, run)
     finally:
         log(f"stopping {args.system}")
         system.stop()
         if not args.keep_logs:
             shutil.rmtree(logs, ignore_errors=True)
-        if results:  # what was measured, even when interrupted
-            path = write_json(system, args, results, why)
+        if run["steps"]:  # what was measured, even when interrupted
+            path = write_json(system, args, run, why)
             log(f"stopped: {why}; results in {path.relative_to(ROOT)}")
     return 0
 
