@@ -476,21 +476,25 @@ class LocalCluster:
             for _name, popen in self.aidpost_processes()
         ]
         result["server_rss_mib"] = round(sum(peaks) / 1024, 1)  # the sum of each one's peak
-        exited = {name: popen.returncode for name, popen in self.aidpost_processes()
-                  if popen.poll() is not None}  # fmt: skip
+        assert self.cluster is not None
+        watched = [*self.aidpost_processes(), ("haproxy", self.cluster.haproxy)]
+        exited = {name: popen.returncode for name, popen in watched
+                  if popen is not None and popen.poll() is not None}  # fmt: skip
         result["shape"] = "cluster"
         result["gateways"], result["consumers"] = self.gateways, self.consumers
         result["exited_during_run"] = exited
 
     def report_problems(self) -> None:
         assert self.cluster is not None
-        for name, popen in self.aidpost_processes():
-            if popen.returncode is not None:
+        for name, popen in [*self.aidpost_processes(), ("haproxy", self.cluster.haproxy)]:
+            if popen is not None and popen.returncode is not None:
                 log(f"{name} EXITED during the run with status {popen.returncode}")
-        for path in sorted(self.cluster.workdir.glob("*.log")):
+        logs = sorted(self.cluster.workdir.glob("*.log"))
+        for path in logs:
             if path.stat().st_size:
                 log_problems(path.stem, path, raw=True)
-        log(f"no other log has anything (logs in {self.cluster.workdir})")
+        quiet = [path.stem for path in logs if not path.stat().st_size]
+        log(f"logs with nothing in them: {', '.join(quiet) or 'none'}")
 
     def stop(self) -> None:
         if self.cluster is not None:
@@ -713,8 +717,9 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
         values = [r[key] for r in results if isinstance(r.get(key), int | float)]
         values = [v for v in values if not math.isnan(v)]
         if values:
-            median = statistics.median(values)
-            summary[key] = {"median": median, "min": min(values), "max": max(values)}
+            median = round(statistics.median(values), 2)
+            summary[key] = {"median": median, "min": min(values), "max": max(values),
+                            "runs": len(values)}  # fmt: skip
     return summary
 
 
@@ -724,11 +729,16 @@ def print_summary(args: argparse.Namespace, results: list[dict[str, Any]]) -> No
         shape += f" ({args.gateways} gateways, {args.consumers} consumers)"
     print(
         f"\nsummary of {len(results)} runs, {shape}, sci={args.sci:g} cpi={args.cpi:g} "
-        f"smi={args.smi:g} ms: median (min-max)"
+        f"smi={args.smi:g} ms: median (min to max)"
     )
     for key, figures in summarize(results).items():
         median, low, high = (f"{figures[k]:g}" for k in ("median", "min", "max"))
-        print(f"  {key:<24} {median:>9} ({low} to {high})")
+        some = (
+            f", {figures['runs']:g} runs of {len(results)}"
+            if figures["runs"] < len(results)
+            else ""
+        )
+        print(f"  {key:<24} {median:>9} ({low} to {high}{some})")
     for reason, count in Counter(r["stopped"] for r in results).most_common():
         print(f"  stopped {count} times: {reason}")
     sys.stdout.flush()
