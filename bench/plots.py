@@ -78,6 +78,13 @@ def capacity(run: dict[str, Any], limit_ms: float) -> float:
     return max(ok, default=0.0)
 
 
+def save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_delivered(runs: dict[str, dict[str, Any]], out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for system, run in runs.items():
@@ -90,11 +97,7 @@ def plot_delivered(runs: dict[str, dict[str, Any]], out: Path) -> Path:
     ax.set_title("Chat relay: delivered against offered")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    path = out / "relay-delivered.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, out / "relay-delivered.png")
 
 
 def plot_latency(runs: dict[str, dict[str, Any]], out: Path, limit_ms: float) -> Path:
@@ -111,11 +114,7 @@ def plot_latency(runs: dict[str, dict[str, Any]], out: Path, limit_ms: float) ->
     ax.set_title("Chat relay: latency against offered")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
-    path = out / "relay-latency.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, out / "relay-latency.png")
 
 
 def report(runs: dict[str, dict[str, Any]], limit_ms: float) -> None:

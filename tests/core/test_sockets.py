@@ -130,7 +130,7 @@ async def test_many_frames_both_ways_in_order(server: tuple[str, uvicorn.Server]
 
 
 async def test_inbox_and_flag_behave_like_asyncio_queue_and_event() -> None:
-    inbox = Inbox()
+    inbox = Inbox[int]()
     assert inbox.empty()
     getter = asyncio.create_task(inbox.get())
     await asyncio.sleep(0)
@@ -145,6 +145,16 @@ async def test_inbox_and_flag_behave_like_asyncio_queue_and_event() -> None:
         await cancelled
     inbox.put_nowait(3)  # nothing lost to the cancelled get
     assert await inbox.get() == 3
+    woken = asyncio.create_task(inbox.get())
+    await asyncio.sleep(0)
+    inbox.wake()  # with nothing queued: None (the gateway's idle writer retires on it)
+    assert await woken is None
+    bounded = Inbox[int](2)
+    bounded.put_nowait(1)
+    bounded.put_nowait(2)
+    with pytest.raises(asyncio.QueueFull):
+        bounded.put_nowait(3)
+    assert bounded.qsize() == 2
 
     flag = Flag()
     assert not flag.is_set()

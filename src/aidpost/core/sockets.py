@@ -1,4 +1,4 @@
-"""The WebSocket protocol ``aidpost serve`` gives uvicorn.
+"""The WebSocket protocol ``aidpost serve`` gives uvicorn, and its light queue.
 
 uvicorn's sans-I/O WebSocket protocol (on the ``websockets`` library's state machine, no
 task of its own per socket besides the application's) with what an idle socket keeps made
@@ -18,37 +18,55 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+T = TypeVar("T")
 
-class Inbox:
-    """An unbounded FIFO for one consumer: ``put_nowait``, ``get``, ``empty``."""
 
-    __slots__ = ("_items", "_waiter")
+class Inbox(Generic[T]):
+    """A FIFO for one consumer, ``asyncio.Queue``'s ``put_nowait``/``get``/``empty``
+    without its four deques and event, and no deque at all while empty: uvicorn's queue of
+    received events, and the gateway's outbound frames per socket (bounded, and woken by
+    its sweeper to retire an idle writer)."""
 
-    def __init__(self) -> None:
-        self._items: collections.deque[Any] | None = None
+    __slots__ = ("_items", "_maxsize", "_waiter")
+
+    def __init__(self, maxsize: int = 0) -> None:
+        self._items: collections.deque[T] | None = None
+        self._maxsize = maxsize  # 0: unbounded
         self._waiter: asyncio.Future[None] | None = None
 
     def empty(self) -> bool:
         return not self._items
 
-    def put_nowait(self, item: Any) -> None:
+    def qsize(self) -> int:
+        return len(self._items) if self._items else 0
+
+    def put_nowait(self, item: T) -> None:
         if self._items is None:
             self._items = collections.deque()
+        elif self._maxsize and len(self._items) >= self._maxsize:
+            raise asyncio.QueueFull
         self._items.append(item)
+        self.wake()
+
+    def wake(self) -> None:
+        """Wake the consumer waiting in ``get``: with nothing queued, it gets None."""
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    async def get(self) -> Any:
-        while not self._items:
+    async def get(self) -> T | None:
+        """The next item; None only if ``wake`` was called with nothing queued."""
+        if not self._items:
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
+            if not self._items:
+                return None
         item = self._items.popleft()
         if not self._items:
             self._items = None
@@ -89,7 +107,7 @@ class Flag:
 class WebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.queue = Inbox()  # type: ignore[assignment]
+        self.queue = Inbox[Any]()  # type: ignore[assignment]  # uvicorn never wakes it
         self.writable = Flag()  # type: ignore[assignment]
         self.writable.set()
 

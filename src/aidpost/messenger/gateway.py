@@ -21,7 +21,6 @@ types they do not know, so they never get these.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import json
 import logging
@@ -41,6 +40,7 @@ from aidpost.core.errors import Unauthorized
 from aidpost.core.hub import Hub
 from aidpost.core.settings import MessengerSettings
 from aidpost.core.shards import shard_of, shard_stream
+from aidpost.core.sockets import Inbox
 from aidpost.core.tokens import REALMS, Realm, TokenVerifier
 from aidpost.messenger import views
 from aidpost.messenger.service import (
@@ -59,51 +59,6 @@ BACKFILL = "\x00backfill"  # a queue item: send one chat's messages after ``seen
 HISTORY = "\x00history"  # a queue item: send ``chat_history`` from the database
 
 
-class FrameQueue:
-    """One socket's bounded outbound FIFO, for its one writer: ``asyncio.Queue``'s
-    behaviour without its four deques and event, and no deque at all while empty, since
-    thousands of sockets idle with this empty (docs/performance.md, idle connections)."""
-
-    __slots__ = ("_items", "_maxsize", "_waiter")
-
-    def __init__(self, maxsize: int) -> None:
-        self._items: collections.deque[tuple[dict[str, Any], str]] | None = None
-        self._maxsize = maxsize
-        self._waiter: asyncio.Future[None] | None = None
-
-    def empty(self) -> bool:
-        return not self._items
-
-    def qsize(self) -> int:
-        return len(self._items) if self._items else 0
-
-    def put_nowait(self, item: tuple[dict[str, Any], str]) -> None:
-        if self._items is None:
-            self._items = collections.deque()
-        elif len(self._items) >= self._maxsize:
-            raise asyncio.QueueFull
-        self._items.append(item)
-        self.wake()
-
-    def wake(self) -> None:
-        """Wake the writer waiting in ``get``: with nothing queued, it gets None."""
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def get(self) -> tuple[dict[str, Any], str] | None:
-        """The next item, or None if woken with nothing queued (the writer may retire)."""
-        if not self._items:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-            if not self._items:
-                self._items = None
-                return None
-        return self._items.popleft()
-
-
 @dataclass(slots=True)
 class Connection:
     id: str
@@ -111,7 +66,7 @@ class Connection:
     realm: Realm
     user_id: int
     agency_id: int | None
-    queue: FrameQueue
+    queue: Inbox[tuple[dict[str, Any], str]]  # bounded; no deque while empty
     # The task that reads this socket (the server's own, for the socket's life), and the
     # one that writes to it: started by the first frame to send, retired by the sweeper
     # once the socket has had nothing to send for a while (idle sockets need none).
@@ -331,9 +286,12 @@ class Gateway:
             self.connections.pop(conn.id, None)
 
     def _writer_done(self, conn: Connection, writer: asyncio.Task[None]) -> None:
-        if not writer.cancelled() and writer.exception() is not None:
-            log.warning("connection writer failed", exc_info=writer.exception())
-            self._end(conn, 1011)  # the socket ends with it
+        error = None if writer.cancelled() else writer.exception()
+        if error is None:
+            return  # cancelled with its socket, or retired
+        if not isinstance(error, WebSocketDisconnect | OSError):  # not just the client gone
+            log.warning("connection writer failed", exc_info=error)
+        self._end(conn, 1011)  # the socket ends with it
 
     def _end(self, conn: Connection, code: int) -> None:
         """Stop reading ``conn`` (its task closes it with ``code``)."""
@@ -398,7 +356,7 @@ class Gateway:
             realm=realm,
             user_id=principal.user_id,
             agency_id=agency_id,
-            queue=FrameQueue(self.settings.outbound_queue),
+            queue=Inbox(self.settings.outbound_queue),
             tokens=float(self.settings.actions_burst),
         )
 
