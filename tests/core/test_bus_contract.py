@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from aidpost.core.bus import Delivery, Event, MemoryBus, RedisBus, Subscription
+from aidpost.core.bus import Coalesced, Delivery, Event, MemoryBus, RedisBus, Subscription
 
 AnyBus = MemoryBus | RedisBus
 
@@ -363,3 +363,48 @@ async def test_members_are_counted_while_they_say_they_are_alive(bus: AnyBus) ->
     await bus.members("crew", "c", 10_000)
     await bus.leave("crew", "c")
     assert await bus.members("crew", "a", 10_000) == 1
+
+
+async def test_publish_many_keeps_each_streams_order(bus: AnyBus) -> None:
+    a, b = events(3), events(2, "other.v1")
+    await bus.publish_many([("a", a[0]), ("b", b[0]), ("a", a[1]), ("b", b[1]), ("a", a[2])])
+
+    assert [d.event for d in await read_all(bus, "a", "g", "c", expect=3)] == a
+    assert [d.event for d in await read_all(bus, "b", "g", "c", expect=2)] == b
+
+
+async def test_coalesced_publishes_of_many_tasks_share_round_trips(bus: AnyBus) -> None:
+    calls: list[int] = []
+    publish_many = bus.publish_many
+
+    async def counted(items):  # type: ignore[no-untyped-def]
+        calls.append(len(items))
+        await publish_many(items)
+
+    bus.publish_many = counted  # type: ignore[method-assign]
+    out = Coalesced(bus)
+    sent = events(40)
+
+    async def sender(part: list[Event]) -> None:
+        for ev in part:  # one at a time, each after the last is on the bus
+            await out.publish(f"s{ev.data['n'] % 4}", ev)
+
+    await asyncio.gather(*(sender(sent[i::10]) for i in range(10)))
+
+    assert sum(calls) == 40
+    assert len(calls) < 40  # the ten senders' events went together
+    for s in range(4):
+        got = await read_all(bus, f"s{s}", "g", "c", expect=10)
+        assert [d.event for d in got] == [e for e in sent if e.data["n"] % 4 == s]
+
+
+async def test_coalesced_gives_every_caller_of_a_batch_the_buses_error(bus: AnyBus) -> None:
+    async def broken(items):  # type: ignore[no-untyped-def]
+        raise ConnectionError("bus down")
+
+    bus.publish_many = broken  # type: ignore[method-assign]
+    out = Coalesced(bus)
+    results = await asyncio.gather(
+        *(out.publish("x", ev) for ev in events(3)), return_exceptions=True
+    )
+    assert [type(r) for r in results] == [ConnectionError] * 3

@@ -58,6 +58,10 @@ class Bus(Protocol):
 
     async def publish(self, stream: str, events: Sequence[Event]) -> None: ...
 
+    async def publish_many(self, items: Sequence[tuple[str, Event]]) -> None:
+        """Events for several streams in one round trip, each stream's in the given order."""
+        ...
+
     async def read(
         self,
         stream: str,
@@ -143,7 +147,13 @@ class MemoryBus:
         self._members: dict[str, dict[str, float]] = {}
 
     async def publish(self, stream: str, events: Sequence[Event]) -> None:
-        self._streams.setdefault(stream, []).extend(events)
+        await self.publish_many([(stream, ev) for ev in events])
+
+    async def publish_many(self, items: Sequence[tuple[str, Event]]) -> None:
+        if not items:
+            return
+        for stream, ev in items:
+            self._streams.setdefault(stream, []).append(ev)
         self._published.set()
         self._published = asyncio.Event()
 
@@ -289,10 +299,13 @@ class RedisBus:
         return self._prefix + stream
 
     async def publish(self, stream: str, events: Sequence[Event]) -> None:
-        if not events:
+        await self.publish_many([(stream, ev) for ev in events])
+
+    async def publish_many(self, items: Sequence[tuple[str, Event]]) -> None:
+        if not items:
             return
         async with self._redis.pipeline(transaction=False) as pipe:
-            for ev in events:
+            for stream, ev in items:
                 pipe.xadd(
                     self._key(stream), {"e": ev.dumps()}, maxlen=self._maxlen, approximate=True
                 )
@@ -465,6 +478,54 @@ def create_bus(url: str, prefix: str = "aidpost:") -> Bus:
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisBus(url, prefix=prefix)
     raise ValueError(f"unsupported bus URL scheme: {url.split(':', 1)[0]}")
+
+
+class Coalesced:
+    """One round trip for the publishes of many tasks: what arrives while one is in flight
+    goes in the next (a gateway's sockets each send one command at a time; under load this
+    turns a round trip per command into one per batch of them).
+
+    ``publish`` returns once its event is on the bus, or raises what the bus raised for its
+    batch; one caller's events therefore keep their order.
+    """
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self._items: list[tuple[str, Event]] = []
+        self._done: asyncio.Future[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def publish(self, stream: str, event: Event) -> None:
+        if self._done is None:
+            self._done = asyncio.get_running_loop().create_future()
+            # Its outcome is read even when every caller of the batch has gone.
+            self._done.add_done_callback(lambda f: f.cancelled() or f.exception())
+        done = self._done
+        self._items.append((stream, event))
+        if self._flusher is None:
+            # Starts after the tasks woken with this one: their publishes join the batch.
+            self._flusher = asyncio.create_task(self._flush(), name="bus-coalesced")
+        await asyncio.shield(done)
+
+    async def _flush(self) -> None:
+        try:
+            while self._done is not None:
+                items, done = self._items, self._done
+                self._items, self._done = [], None
+                try:
+                    await self.bus.publish_many(items)
+                except asyncio.CancelledError:
+                    done.cancel()
+                    raise
+                except Exception as exc:
+                    done.set_exception(exc)
+                else:
+                    done.set_result(None)
+        finally:
+            self._flusher = None
+            if self._done is not None:  # cancelled with a batch still to send
+                self._done.cancel()
+                self._items, self._done = [], None
 
 
 Handler = Callable[[Event], Awaitable[None]]

@@ -171,7 +171,8 @@ class RedisHub:
                 if not self._pubsub.subscribed:
                     await asyncio.sleep(0.05)
                     continue
-                message = await self._pubsub.get_message(timeout=1.0)
+                # Blocks until something comes (a timeout here costs a timer per message).
+                message = await self._pubsub.get_message(timeout=None)
                 if message is None:
                     continue
                 if message.get("type") == "subscribe":

@@ -34,7 +34,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from aidpost.core.bus import Bus
+from aidpost.core.bus import Bus, Coalesced
 from aidpost.core.bus import Event as BusEvent
 from aidpost.core.errors import Unauthorized
 from aidpost.core.hub import Hub
@@ -104,6 +104,7 @@ class Gateway:
         settings: MessengerSettings,
     ) -> None:
         self.id, self.service, self.bus, self.hub = gateway_id, service, bus, hub
+        self.commands = Coalesced(bus)  # every socket's commands, one round trip per batch
         self.verifier, self.settings = verifier, settings
         self.connections: dict[str, Connection] = {}
         self.by_channel: dict[str, set[str]] = defaultdict(set)
@@ -483,8 +484,8 @@ class Gateway:
         # in the order this reader sent them.
         key = str(payload.get("chatId", f"agency:{conn.agency_id}"))
         shard = shard_of(key, self.settings.command_shards)
-        await self.bus.publish(
-            shard_stream(COMMANDS_STREAM, shard), [BusEvent("messenger.command.v1", command)]
+        await self.commands.publish(
+            shard_stream(COMMANDS_STREAM, shard), BusEvent("messenger.command.v1", command)
         )
 
     async def _resume(self, conn: Connection, payload: Any) -> None:

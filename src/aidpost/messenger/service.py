@@ -87,6 +87,7 @@ class Outgoing:
 
     items: list[tuple[str, bytes]] = field(default_factory=list)
     new_chats: list[Chat] = field(default_factory=list)
+    outboxed: bool = False  # events went into the outbox: the relay has work
 
     def to_users(
         self, chat: Chat, text: str, seq: int | None = None, *, closed: bool = False
@@ -333,7 +334,8 @@ class MessengerService:
         for agency_id, queue in queues.items():
             out.items.extend(self._queue_frames(agency_id, queue))
         await self.hub.publish(out.items)
-        self.on_commit()
+        if out.outboxed:
+            self.on_commit()  # a batch of sends only has no event to relay
 
     async def _replay(self, session: AsyncSession, command: dict[str, Any], out: Outgoing) -> None:
         if command.get("action") == "start_chat":
@@ -515,6 +517,7 @@ class MessengerService:
         )
         await session.flush()  # the chat row before its first message
         messages.append(first)
+        out.outboxed = True
         await outbox_mod.publish(
             session,
             outbox,
@@ -560,6 +563,7 @@ class MessengerService:
             return
         assert chat is not None
         chat.ended, chat.timeEnd = 1, self.clock.now()
+        out.outboxed = True
         await outbox_mod.publish(
             session,
             outbox,
