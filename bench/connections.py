@@ -11,6 +11,13 @@ demo participant, as one person's phone, tablet and laptop would.
 The file-descriptor limit is raised to the hard limit for this process and the server.
 
     .venv/bin/python bench/connections.py --connections 20000 --step 2000 --hold 60
+
+One process cannot pass ~19,900 sockets where the open-file limit is 20,000 per process;
+to show more on one machine, run one copy per gateway process, side by side (each starts
+its own server), with holds that overlap:
+
+    for i in 1 2; do .venv/bin/python bench/connections.py --connections 11000 \
+        --step 2750 --hold 180 > /tmp/conn-$i.log & done; wait
 """
 
 from __future__ import annotations
@@ -39,6 +46,10 @@ def raise_fd_limit() -> int:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
+
+
+def now_utc() -> str:
+    return time.strftime("%H:%M:%S UTC", time.gmtime())
 
 
 def rss_kib(pid: int) -> int:
@@ -121,13 +132,15 @@ async def run(args: argparse.Namespace) -> None:
             if len(opened) < want / 2:  # a limit reached (file descriptors, most often)
                 break
         opened_in = time.monotonic() - started
-        log(f"holding {len(sockets)} idle connections for {args.hold:.0f} s")
+        # Wall-clock times, so runs in parallel (one per gateway process) can be shown to
+        # have held their sockets at the same time.
+        log(f"holding {len(sockets)} idle connections for {args.hold:.0f} s from {now_utc()}")
         await asyncio.sleep(args.hold)
         alive = sum(1 for ws in sockets if ws.close_code is None)
         after = rss_kib(pid) if pid else 0
         print()
         print(f"connections opened: {len(sockets)} in {opened_in:.1f} s ({failures} failed)")
-        print(f"still open after {args.hold:.0f} s idle: {alive}")
+        print(f"still open after {args.hold:.0f} s idle: {alive} (at {now_utc()})")
         if pid and sockets:
             print(f"server RSS: {before / 1024:.1f} → {after / 1024:.1f} MiB")
             print(f"per idle connection: {(after - before) / len(sockets):.1f} KiB overall, "
