@@ -91,7 +91,6 @@ def merge_steps(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
         steps.append(
             {
                 "offered_per_s": rate,
-                "offered_measured_per_s": mid("offered_per_s"),
                 "runs": len(found),
                 "delivered_per_s": mid("delivered_per_s"),
                 "latency_ms": {k: mid("latency_ms", k) for k in ("p50", "p99", "max")},
