@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, TypeDecorator, event
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -23,6 +25,13 @@ from sqlalchemy.ext.asyncio import (
 )
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# A pooled PostgreSQL connection idle this long is pinged before use (a server restarted
+# meanwhile would otherwise fail the request that gets it). SQLAlchemy's pre-ping does it at
+# every checkout, and on asyncpg a ping is three round trips (BEGIN, ";", ROLLBACK): as
+# much as the rest of a consumer's batch of messages. A connection used a moment ago is
+# not pinged; if the server went away in that moment, the request fails (503, see
+# ``errors``) and the pool drops every connection older than the failure.
+PING_AFTER_IDLE_SECONDS = 2.0
 # Constraint names that are the same on every backend (migrations refer to them).
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -45,11 +54,31 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     else:
-        kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
+        kwargs.update(pool_size=10, max_overflow=20)
     engine = create_async_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    else:
+        event.listen(engine.sync_engine, "checkin", _checked_in)
+        event.listen(engine.sync_engine, "checkout", _ping_if_idle)
     return engine
+
+
+def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+    if record is not None:
+        record.info["checked_in"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """Ping a connection that waited in the pool (a new one, or one used a moment ago, is
+    not); a dead one makes the pool try another (SQLAlchemy's ``DisconnectionError``)."""
+    last = record.info.get("checked_in")
+    if last is None or time.monotonic() - last < PING_AFTER_IDLE_SECONDS:
+        return
+    try:
+        dbapi_connection.ping()
+    except Exception as exc:
+        raise DisconnectionError("pooled connection is gone") from exc
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

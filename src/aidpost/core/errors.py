@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
@@ -147,8 +148,19 @@ async def validation_error_handler(_request: Request, exc: Exception) -> JSONRes
     return error_response(400, validation_messages(exc))
 
 
-async def unhandled_error_handler(_request: Request, _exc: Exception) -> JSONResponse:
+async def unhandled_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    if _database_away(exc):
+        # Not the request's fault and not a bug: the database (or the way to it) went away.
+        response = error_response(503, "The database is unavailable; try again in a moment.")
+        response.headers["Retry-After"] = "1"
+        return response
     return error_response(500, "Internal server error")
+
+
+def _database_away(exc: BaseException) -> bool:
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError)
 
 
 async def client_gone_handler(_request: Request, _exc: Exception) -> JSONResponse:
