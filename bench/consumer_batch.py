@@ -5,8 +5,10 @@ end), migrates it, opens 100 chats and then hands the service batches of ``send_
 commands (100 characters, each with its own client id, spread over the chats), as the
 sharded consumer would after a read. No gateway, no Redis (the hub is in memory and drops
 what it is given): only the batch's transaction and its Python around it. Prints, per batch
-size, the median wall time and CPU time of a batch (this process only; PostgreSQL's own
-CPU is not in it) and the CPU per message.
+size, the median wall time and CPU time of a batch (this process), the CPU per message, and
+the CPU PostgreSQL's server processes for this database spent per message (read from
+``/proc``, so only for a server on this machine; the mean over the batches, as the kernel
+counts CPU in ticks of 10 ms).
 
     .venv/bin/python bench/consumer_batch.py --sizes 1,10,50,100
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import os
 import statistics
 import time
 
@@ -53,6 +56,19 @@ def send(chat: int, key: int) -> Event:
     )
 
 
+def backend_seconds(pids: list[int]) -> float:
+    """CPU seconds (user and system) the given server processes have used so far."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone, or not on this machine
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 async def run(args: argparse.Namespace) -> None:
     admin = await asyncpg.connect(f"{args.server}/postgres")
     await admin.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
@@ -83,9 +99,17 @@ async def run(args: argparse.Namespace) -> None:
         for _ in range(20):  # warm up: statement caches, prepared statements, the pool
             key += 1
             await service.handle_commands([send(0, key)])
-        print(f"{'batch':>6} {'wall ms':>9} {'cpu ms':>8} {'cpu µs/message':>15}")
+        pids = [
+            r["pid"]
+            for r in await admin.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = $1", DATABASE
+            )
+        ]
+        heads = ("batch", 6), ("wall ms", 9), ("cpu ms", 8), ("cpu µs/message", 15)
+        print(" ".join(f"{h:>{w}}" for h, w in (*heads, ("pg µs/message", 14))))
         for size in args.sizes:
             walls, cpus = [], []
+            pg_before = backend_seconds(pids)
             for _ in range(args.batches):
                 batch = []
                 for j in range(size):
@@ -95,8 +119,12 @@ async def run(args: argparse.Namespace) -> None:
                 await service.handle_commands(batch)
                 walls.append(time.perf_counter() - wall)
                 cpus.append(time.process_time() - cpu)
+            pg = (backend_seconds(pids) - pg_before) * 1e6 / (size * args.batches)
             w, c = statistics.median(walls), statistics.median(cpus)
-            print(f"{size:>6} {w * 1e3:>9.2f} {c * 1e3:>8.2f} {c * 1e6 / size:>15.0f}", flush=True)
+            print(
+                f"{size:>6} {w * 1e3:>9.2f} {c * 1e3:>8.2f} {c * 1e6 / size:>15.0f} {pg:>14.0f}",
+                flush=True,
+            )
     finally:
         await db.dispose()
         await admin.execute(f"DROP DATABASE IF EXISTS {DATABASE}")

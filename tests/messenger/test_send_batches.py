@@ -1,0 +1,178 @@
+"""Batches of sends handled by the consumer's service, the same on both databases: SQLite
+takes the ORM path, PostgreSQL its plain-SQL path for batches of sends only. One batch
+holds new messages, a resend in the same batch, refusals; the next ones redeliver. What is
+stored, how it is numbered and what each user and sender is told must not differ."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from aidpost.core.bus import Event
+from aidpost.core.clock import SystemClock
+from aidpost.core.db import Database
+from aidpost.core.directory import LocalDirectory
+from aidpost.core.hub import MemoryHub
+from aidpost.core.migrate import upgrade
+from aidpost.messenger.models import Chat
+from aidpost.messenger.service import (
+    MessengerService,
+    gateway_channel,
+    open_envelope,
+    user_channel,
+)
+from tests.conftest import Databases
+
+STAFF, PARTICIPANT, STRANGER = 11, 22, 33
+
+
+async def no_users(ids: list[int]) -> dict[str, Any]:
+    return {}
+
+
+class Heard:
+    """What the hub carried, per channel: (header, frame) in order."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+
+    def __call__(self, channel: str, data: bytes) -> None:
+        import json
+
+        header, text = open_envelope(data)
+        self.items.setdefault(channel, []).append((header, json.loads(text)))
+
+    def take(self, channel: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        return self.items.pop(channel, [])
+
+
+@pytest.fixture
+async def world(databases: Databases) -> AsyncIterator[tuple[MessengerService, Heard]]:
+    db = Database(databases.urls["messenger"])
+    await upgrade(db, "messenger")
+    hub, heard = MemoryHub(), Heard()
+    for channel in (
+        user_channel("organizer", STAFF),
+        user_channel("participant", PARTICIPANT),
+        gateway_channel("gw"),
+    ):
+        await hub.subscribe(channel, heard)
+    service = MessengerService(
+        db, SystemClock(), hub, LocalDirectory(no_users), max_message_chars=20
+    )
+    async with db.transaction() as session:
+        for chat_id, ended in (("open", 0), ("ended", 1)):
+            session.add(
+                Chat(
+                    id=chat_id,
+                    agencyId=1,
+                    eventId=1,
+                    organizerId=STAFF,
+                    participantId=PARTICIPANT,
+                    requestId=1 + ended,
+                    ended=ended,
+                    timeStart=dt.datetime.now(dt.UTC),
+                    lastSeq=0,
+                    startCommand=f"start-{chat_id}",
+                )
+            )
+    yield service, heard
+    await db.dispose()
+
+
+def send(user: int, payload: dict[str, Any], *, conn: str, command_id: str) -> Event:
+    realm = "organizer" if user == STAFF else "participant"
+    data = {
+        "action": "send_message",
+        "realm": realm,
+        "userId": user,
+        "agencyId": 1 if user == STAFF else None,
+        "gateway": "gw",
+        "conn": conn,
+        "payload": payload,
+    }
+    return Event("messenger.command.v1", data, id=command_id)
+
+
+def payloads(heard: Heard, channel: str) -> list[dict[str, Any]]:
+    out = []
+    for header, frame in heard.take(channel):
+        assert frame["type"] == "user_message" and header["seq"] == frame["payload"]["seq"]
+        out.append(frame["payload"])
+    return out
+
+
+def brief(told: list[dict[str, Any]]) -> list[tuple[int, str, str]]:
+    return [(m["seq"], m["content"], m["clientId"]) for m in told]
+
+
+def messages(heard: Heard, channel: str) -> list[tuple[int, str, str]]:
+    return brief(payloads(heard, channel))
+
+
+async def test_a_batch_of_sends_is_numbered_stored_and_told_alike_on_both_databases(
+    world: tuple[MessengerService, Heard],
+) -> None:
+    service, heard = world
+    here = {"lat": 52.2, "lng": 21.0}
+    batch = [
+        send(PARTICIPANT, {"chatId": "open", "message": "help", "clientId": "p-1", **here},
+             conn="p", command_id="c1"),
+        send(STAFF, {"chatId": "open", "message": "coming", **here}, conn="s", command_id="c2"),
+        send(PARTICIPANT, {"chatId": "open", "message": "help", "clientId": "p-1"},
+             conn="p", command_id="c3"),  # the phone's resend, in the same batch
+        send(STRANGER, {"chatId": "open", "message": "hi"}, conn="x", command_id="c4"),
+        send(PARTICIPANT, {"chatId": "open", "message": "x" * 21}, conn="p", command_id="c5"),
+        send(PARTICIPANT, {"chatId": "open", "message": 5}, conn="p", command_id="c6"),
+        send(PARTICIPANT, {"chatId": "ended", "message": "late"}, conn="p", command_id="c7"),
+        send(PARTICIPANT, {"chatId": "nowhere", "message": "?"}, conn="p", command_id="c8"),
+        send(PARTICIPANT, {"chatId": "open", "message": "ok", "lat": 91, "lng": 0},
+             conn="p", command_id="c9"),
+    ]  # fmt: skip
+    await service.handle_commands(batch)
+
+    told = [(1, "help", "p-1"), (2, "coming", "c2"), (1, "help", "p-1"), (3, "ok", "c9")]
+    first = payloads(heard, user_channel("participant", PARTICIPANT))
+    assert brief(first) == told
+    assert messages(heard, user_channel("organizer", STAFF)) == told
+    errors = [(h["conn"], f["payload"]["message"]) for h, f in heard.take(gateway_channel("gw"))]
+    assert errors == [
+        ("x", "you have no access to chat open"),
+        ("p", "message must be at most 20 characters"),
+        ("p", "invalid message payload"),
+        ("p", "you have no access to chat ended"),
+        ("p", "you have no access to chat nowhere"),
+    ]
+    history = await service.history("open")
+    assert [(m["seq"], m["content"], m["clientId"]) for m in history] == [
+        (1, "help", "p-1"),
+        (2, "coming", "c2"),
+        (3, "ok", "c9"),
+    ]
+    # the participant's place is kept, the staff member's and an impossible one are not
+    assert (history[0]["lat"], history[0]["lng"]) == (52.2, 21.0)
+    assert "lat" not in history[1] and "lat" not in history[2]
+    async with service.db.session() as session:
+        assert (await session.scalar(select(Chat.lastSeq).where(Chat.id == "open"))) == 3
+
+    # The batch again (its consumer died before acknowledging it), then the phone's third
+    # try: nothing is stored twice, and what was stored is told again as it was.
+    await service.handle_commands([batch[0], batch[1]])
+    await service.handle_commands(
+        [send(PARTICIPANT, {"chatId": "open", "message": "help", "clientId": "p-1"},
+              conn="p", command_id="c10"),
+         send(PARTICIPANT, {"chatId": "open", "message": "still here"}, conn="p",
+              command_id="c11")]
+    )  # fmt: skip
+    again = payloads(heard, user_channel("participant", PARTICIPANT))
+    assert brief(again) == [(1, "help", "p-1"), (2, "coming", "c2"), (1, "help", "p-1"),
+                            (4, "still here", "c11")]  # fmt: skip
+    assert again[:3] == first[:3]  # told again exactly as first told: id, time, place
+    heard.take(user_channel("organizer", STAFF))
+    history_after = await service.history("open")
+    assert [m["seq"] for m in history_after] == [1, 2, 3, 4]
+    assert history_after[0] == history[0]  # time, place and id as first stored
