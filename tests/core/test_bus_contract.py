@@ -408,3 +408,34 @@ async def test_coalesced_gives_every_caller_of_a_batch_the_buses_error(bus: AnyB
         *(out.publish("x", ev) for ev in events(3)), return_exceptions=True
     )
     assert [type(r) for r in results] == [ConnectionError] * 3
+
+
+async def test_backlog_counts_what_the_group_has_not_acknowledged(bus: AnyBus) -> None:
+    assert await bus.backlogs([], "g") == {}
+    assert await bus.backlogs(["never"], "g") == {"never": 0}
+    await bus.publish("work", events(5))
+    # no group yet: once made, it reads from the start, so all five are still to handle
+    assert await bus.backlogs(["work"], "g") == {"work": 5}
+    first = await bus.read("work", "g", "c", count=2, block_ms=100)
+    assert await bus.backlogs(["work"], "g") == {"work": 5}  # read, not acknowledged
+    await bus.ack("work", "g", [d.delivery_id for d in first])
+    assert await bus.backlogs(["work", "never"], "g") == {"work": 3, "never": 0}
+    rest = await read_all(bus, "work", "g", "c", expect=3)
+    await bus.ack("work", "g", [d.delivery_id for d in rest])
+    await bus.publish("work", events(1))
+    assert await bus.backlogs(["work"], "g") == {"work": 1}
+    assert await bus.backlogs(["work"], "other") == {"work": 6}  # groups count apart
+
+
+async def test_ack_many_acknowledges_several_streams_at_once(bus: AnyBus) -> None:
+    await bus.publish_many([("a", e) for e in events(3)] + [("b", e) for e in events(2)])
+    got = await bus.read_many(["a", "b"], "g", "c", block_ms=100)
+    ids: dict[str, list[str]] = {"a": [], "b": [], "empty": []}
+    for stream, d in got:
+        ids[stream].append(d.delivery_id)
+    await bus.ack_many("g", {"a": ids["a"][:2], "b": ids["b"], "empty": []})
+    assert await pending(bus, "a", "g") == 1
+    assert await pending(bus, "b", "g") == 0
+    await bus.ack_many("g", {"a": ids["a"][2:]})
+    assert await pending(bus, "a", "g") == 0
+    assert await bus.backlogs(["a", "b"], "g") == {"a": 0, "b": 0}

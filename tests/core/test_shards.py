@@ -175,3 +175,37 @@ async def test_entries_left_by_a_member_that_lost_its_shard_are_handled(bus: Any
         assert await b.run_once(block_ms=100) > 0
     assert all(ns == [0, 1] for ns in recorder.per_key().values())
     await b.stop()
+
+
+async def test_a_busy_member_lingers_for_more_and_an_idle_one_does_not(bus: AnyBus) -> None:
+    batches: list[list[int]] = []
+
+    async def handle(batch: list[Event]) -> None:
+        batches.append([e.data["n"] for e in batch])
+
+    one = ShardedConsumer(bus, "cmds", "workers", 1, handle, batch=10, block_ms=500,
+                          linger_ms=80)  # fmt: skip
+    await one.rebalance()
+    await one.run_once()  # drains the (empty) shard it has just taken
+    stream = shard_stream("cmds", 0)
+
+    async def later(n: int, after: float) -> None:
+        await asyncio.sleep(after)
+        await bus.publish(stream, [Event("cmd.v1", {"key": 0, "n": n})])
+
+    # Entries already waiting: the member is behind, and what comes within the linger
+    # joins the same batch.
+    await bus.publish(stream, [Event("cmd.v1", {"key": 0, "n": 0})])
+    arrival = asyncio.create_task(later(1, 0.03))
+    assert await one.run_once() == 2
+    await arrival
+    # Nothing waiting: the read waits for the entry and the batch is handled at once, without
+    # a linger (an entry 30 ms after the first is in the next batch).
+    first, second = asyncio.create_task(later(2, 0.05)), asyncio.create_task(later(3, 0.08))
+    started = asyncio.get_running_loop().time()
+    assert await one.run_once() == 1
+    assert asyncio.get_running_loop().time() - started < 0.075
+    await first, await second  # type: ignore[func-returns-value]
+    assert await one.run_once() == 1
+    assert batches == [[0, 1], [2], [3]]
+    await one.stop()

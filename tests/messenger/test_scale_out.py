@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from aidpost.messenger.gateway import BUSY
 from tests.conftest import REDIS_URL, Databases, drop_redis_keys, require
 from tests.contract.server import seed_demo, serve
 from tests.messenger.client import Client
@@ -193,6 +194,76 @@ async def test_two_consumers_keep_each_chats_order(postgres: Databases, tmp_path
             assert [m["seq"] for m in history] == list(range(1, 2 * n + 2))
             assert [c for c in contents if c[0] == "p"] == [f"p{i}" for i in range(n)]
             assert [c for c in contents if c[0] == "s"] == [f"s{i}" for i in range(n)]
+            await world.http.aclose()
+    finally:
+        drop_redis_keys(prefix)
+
+
+@pytest.mark.postgres
+async def test_an_overloaded_shard_refuses_commands_and_loses_none(
+    postgres: Databases, tmp_path: Path
+) -> None:
+    """No consumer runs, so the (one) shard's backlog reaches its limit: the gateway refuses
+    further commands with a busy error (aidpost's clients are told which message and when to
+    send it again) instead of queueing them past what the bus keeps. Once a consumer is back,
+    every command taken is stored and delivered in order, and sends are taken again."""
+    require("redis")
+    prefix = f"aidpost-test-{uuid.uuid4().hex[:8]}:"
+    env = {
+        **_env(postgres, prefix),
+        "AIDPOST_MESSENGER_COMMAND_SHARDS": "1",
+        "AIDPOST_MESSENGER_COMMAND_BACKLOG_LIMIT": "3",
+        "AIDPOST_MESSENGER_BACKLOG_CHECK_SECONDS": "0.1",
+    }
+    seed_demo(env, tmp_path / "seed")
+    for name in ("all", "c1"):
+        (tmp_path / name).mkdir()
+    try:
+        with ExitStack() as stack:
+            base = stack.enter_context(
+                serve(tmp_path / "all", {**env, "AIDPOST_MESSENGER_ROLES": "gateway"})
+            )
+            consumer = {**env, "AIDPOST_AUTH_URL": base, "AIDPOST_MESSENGER_ROLES": "consumer"}
+            world = World(base)
+            participant_token = await world.token("participant", "participant")
+            await world.request_help(participant_token, "twisted ankle")
+            with serve(tmp_path / "c1", consumer, "--component", "messenger"):
+                staff_token = await world.token("organizer", "support")
+                staff = await Client.connect(base, staff_token, get_chats=False)
+                chat_id = (await staff.start_chat(within=20))["id"]
+                await staff.next("user_message")
+            phone = await Client.connect(base, participant_token, get_chats=False)
+            tablet = await Client.connect(base, participant_token, get_chats=False)
+            await tablet.send("hello", {"protocol": "aidpost.1"})
+            await tablet.next("hello")
+            await asyncio.sleep(0.5)  # the gateway has read the backlog: nothing waits
+            for i in range(3):
+                await phone.send("send_message", {"chatId": chat_id, "message": f"m{i}"})
+            await phone.send("send_message", {"chatId": chat_id, "message": "refused"})
+            assert (await phone.next("error"))["payload"] == {"message": BUSY}
+            body = {"chatId": chat_id, "message": "later", "clientId": "t-1"}
+            await tablet.send("send_message", body)
+            busy = (await tablet.next("error"))["payload"]
+            assert busy == {"message": BUSY, "clientId": "t-1", "retryMs": 1000}
+            await staff.send("close_chat", {"chatId": chat_id})
+            assert (await staff.next("error"))["payload"] == {"message": BUSY}
+
+            stack.enter_context(serve(tmp_path / "c1", consumer, "--component", "messenger"))
+            got = [(await staff.next("user_message", within=30))["payload"] for _ in range(3)]
+            assert [(m["content"], m["seq"]) for m in got] == [("m0", 2), ("m1", 3), ("m2", 4)]
+            for _ in range(50):  # taken again once the gateway has seen the backlog go
+                await asyncio.sleep(0.2)
+                await tablet.send("send_message", body)
+                try:
+                    await tablet.next("error", within=1)
+                except TimeoutError:
+                    break
+            later = (await staff.next("user_message", within=30))["payload"]
+            assert (later["content"], later["seq"], later["clientId"]) == ("later", 5, "t-1")
+            await staff.send("get_chat_history", {"chatId": chat_id})
+            history = (await staff.next("chat_history"))["payload"]["messages"]
+            assert [m["content"] for m in history][1:] == ["m0", "m1", "m2", "later"]
+            assert [m["seq"] for m in history] == [1, 2, 3, 4, 5]
             await world.http.aclose()
     finally:
         drop_redis_keys(prefix)

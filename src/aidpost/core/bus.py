@@ -19,7 +19,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -87,6 +87,17 @@ class Bus(Protocol):
         ...
 
     async def ack(self, stream: str, group: str, delivery_ids: Sequence[str]) -> None: ...
+
+    async def ack_many(self, group: str, acks: Mapping[str, Sequence[str]]) -> None:
+        """Acknowledge deliveries of several streams (stream -> delivery ids) in one round
+        trip."""
+        ...
+
+    async def backlogs(self, streams: Sequence[str], group: str) -> dict[str, int | None]:
+        """Per stream, the entries ``group`` has not acknowledged yet (unread and pending),
+        in one round trip; 0 for a stream or group not made yet, None where the bus cannot
+        tell (Redis after deletions inside the unread part)."""
+        ...
 
     async def lease(self, name: str, owner: str, ttl_ms: int) -> bool:
         """Take the lease ``name`` for ``owner``, or extend it if ``owner`` holds it already.
@@ -271,6 +282,13 @@ class MemoryBus:
         total = len(self._streams.get(stream, []))
         return total if g is None else total - g.next_index + len(g.pending)
 
+    async def backlogs(self, streams: Sequence[str], group: str) -> dict[str, int | None]:
+        return {stream: self.lag(stream, group) for stream in streams}
+
+    async def ack_many(self, group: str, acks: Mapping[str, Sequence[str]]) -> None:
+        for stream, ids in acks.items():
+            await self.ack(stream, group, ids)
+
     def pending_count(self, stream: str, group: str) -> int:
         g = self._groups.get((stream, group))
         return 0 if g is None else len(g.pending)
@@ -347,7 +365,11 @@ class RedisBus:
         await self._ensure_group(stream, group, start)
         try:
             result = await self._redis.xreadgroup(
-                group, consumer, {self._key(stream): ">"}, count=count, block=max(block_ms, 1)
+                group,
+                consumer,
+                {self._key(stream): ">"},
+                count=count,
+                block=block_ms if block_ms > 0 else None,
             )
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
@@ -380,7 +402,11 @@ class RedisBus:
         names = {self._key(stream): stream for stream in streams}
         try:
             result = await self._redis.xreadgroup(
-                group, consumer, dict.fromkeys(names, ">"), count=count, block=max(block_ms, 1)
+                group,
+                consumer,
+                dict.fromkeys(names, ">"),
+                count=count,
+                block=block_ms if block_ms > 0 else None,
             )
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
@@ -398,6 +424,41 @@ class RedisBus:
     async def ack(self, stream: str, group: str, delivery_ids: Sequence[str]) -> None:
         if delivery_ids:
             await self._redis.xack(self._key(stream), group, *delivery_ids)
+
+    async def ack_many(self, group: str, acks: Mapping[str, Sequence[str]]) -> None:
+        acks = {stream: ids for stream, ids in acks.items() if ids}
+        if len(acks) <= 1:
+            for stream, ids in acks.items():
+                await self.ack(stream, group, ids)
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for stream, ids in acks.items():
+                pipe.xack(self._key(stream), group, *ids)
+            await pipe.execute()
+
+    async def backlogs(self, streams: Sequence[str], group: str) -> dict[str, int | None]:
+        if not streams:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for stream in streams:
+                pipe.xinfo_groups(self._key(stream))
+                pipe.xlen(self._key(stream))
+            replies = await pipe.execute(raise_on_error=False)
+        out: dict[str, int | None] = {}
+        for i, stream in enumerate(streams):
+            groups, length = replies[2 * i], replies[2 * i + 1]
+            if isinstance(groups, Exception):
+                if "no such key" not in str(groups):
+                    raise groups
+                out[stream] = 0  # nothing was ever written to it
+                continue
+            found = [g for g in groups if g.get("name") in (group, group.encode())]
+            if not found:
+                out[stream] = int(length)  # the group, once made, reads from the start
+                continue
+            lag, pending = found[0].get("lag"), found[0].get("pending")
+            out[stream] = None if lag is None else int(lag) + int(pending or 0)
+        return out
 
     async def lease(self, name: str, owner: str, ttl_ms: int) -> bool:
         return bool(

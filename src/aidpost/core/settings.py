@@ -99,6 +99,9 @@ class MessengerSettings(BaseSettings):
     # in another process (``GET /participant-api/users`` with the participant API key).
     participant_url: str | None = None
     consumer_batch: int = 200
+    # A consumer that finds commands waiting waits this long for more before handling them
+    # (one transaction and commit for all); one that had to wait for its commands does not.
+    consumer_linger_ms: float = Field(default=2.0, ge=0, le=100)
     # Key of the internal transcript API (the mailer sends chat transcripts).
     api_key: str = DEV_API_KEY
     # Commands go to this many shard streams by chat; each shard is handled by one consumer
@@ -107,6 +110,13 @@ class MessengerSettings(BaseSettings):
     command_shards: int = Field(default=16, ge=1, le=1024)
     # How long a dead consumer's shards wait before another consumer takes them.
     consumer_lease_ms: int = Field(default=5000, ge=500, le=600_000)
+    # Back-pressure: a gateway refuses new commands for a shard whose commands not yet
+    # handled by a consumer reach this many (an ``error`` frame: busy, try again), so an
+    # overload slows senders down instead of growing the backlog without end. Below the
+    # Redis bus's stream cap (1,000,000 entries), which then only ever trims handled ones.
+    command_backlog_limit: int = Field(default=100_000, ge=1, le=500_000)
+    # How often a gateway reads the shards' backlogs (one round trip for all of them).
+    backlog_check_seconds: float = Field(default=1.0, gt=0, le=60)
     # What this process does: hold sockets ("gateway"), handle commands ("consumer"), or both.
     roles: str = "gateway,consumer"
 

@@ -32,6 +32,9 @@ from aidpost.core.bus import Bus, Delivery, Event
 log = logging.getLogger("aidpost.shards")
 
 BatchHandler = Callable[[list[Event]], Awaitable[None]]
+# A read answered this fast found its entries waiting (one that had to wait for them takes
+# longer, unless they came at that very moment).
+ANSWERED_AT_ONCE_S = 0.002
 
 
 def shard_of(key: str, shards: int) -> int:
@@ -56,6 +59,7 @@ class ShardedConsumer:
         batch: int = 100,
         block_ms: int = 100,
         lease_ms: int = 5000,
+        linger_ms: float = 0.0,
     ) -> None:
         if shards < 1:
             raise ValueError("shards must be at least 1")
@@ -63,6 +67,9 @@ class ShardedConsumer:
         self.handler = handler
         self.consumer = consumer or uuid.uuid4().hex[:12]
         self.batch, self.block_ms, self.lease_ms = batch, block_ms, lease_ms
+        # Under load (entries were waiting when the read came), wait this long for more
+        # before handling them: fewer, larger batches, each one commit (see run_once).
+        self.linger_ms = linger_ms
         self.owned: set[int] = set()
         # Shards whose unacknowledged entries are handled before anything new is read: just
         # taken over (the last owner may have left some), or after a failed batch.
@@ -133,6 +140,8 @@ class ShardedConsumer:
             # Never read new entries of a shard whose pending ones are not handled yet (it
             # may have been taken over while the claims above were waiting).
             streams = [shard_stream(self.stream, s) for s in sorted(self.owned - self._drain)]
+            loop = asyncio.get_running_loop()
+            asked = loop.time()
             deliveries = await self.bus.read_many(
                 streams,
                 self.group,
@@ -140,6 +149,24 @@ class ShardedConsumer:
                 count=self.batch,
                 block_ms=self.block_ms if block_ms is None else block_ms,
             )
+            if (
+                deliveries
+                and self.linger_ms > 0
+                and len(deliveries) < self.batch
+                and loop.time() - asked < ANSWERED_AT_ONCE_S
+            ):
+                # The entries were there already: this member is busy, and what arrives in
+                # the next moment joins this batch (one transaction, one commit) instead of
+                # making a batch of its own. A member that waited for its entries is idle
+                # enough to handle them at once, so a quiet system adds no latency.
+                await asyncio.sleep(self.linger_ms / 1000)
+                deliveries += await self.bus.read_many(
+                    streams,
+                    self.group,
+                    self.consumer,
+                    count=self.batch - len(deliveries),
+                    block_ms=0,
+                )
         if not deliveries:
             return 0
         # Ownership may have moved while the read blocked: handle only what is still ours.
@@ -154,8 +181,7 @@ class ShardedConsumer:
         by_stream: dict[str, list[str]] = defaultdict(list)
         for stream, d in deliveries:
             by_stream[stream].append(d.delivery_id)
-        for stream, ids in by_stream.items():
-            await self.bus.ack(stream, self.group, ids)
+        await self.bus.ack_many(self.group, by_stream)
         return len(deliveries)
 
     async def _handle_loop(self) -> None:

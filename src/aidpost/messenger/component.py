@@ -18,6 +18,7 @@ from aidpost.messenger.api import CONNECT_PATH, router
 from aidpost.messenger.gateway import Gateway
 from aidpost.messenger.models import outbox
 from aidpost.messenger.service import (
+    COMMANDS_GROUP,
     COMMANDS_STREAM,
     HELP_STREAM,
     ORGANIZER_STREAM,
@@ -63,13 +64,14 @@ class MessengerComponent:
         self.commands = ShardedConsumer(
             rt.bus,
             COMMANDS_STREAM,
-            "messenger-consumers",
+            COMMANDS_GROUP,
             s.messenger.command_shards,
             self.service.handle_commands,
             consumer=rt.instance,
             batch=s.messenger.consumer_batch,
             block_ms=100,
             lease_ms=s.messenger.consumer_lease_ms,
+            linger_ms=s.messenger.consumer_linger_ms,
         )
 
     def _directory(self) -> Directory:

@@ -44,6 +44,7 @@ from aidpost.core.sockets import Inbox
 from aidpost.core.tokens import REALMS, Realm, TokenVerifier
 from aidpost.messenger import views
 from aidpost.messenger.service import (
+    COMMANDS_GROUP,
     COMMANDS_STREAM,
     MessengerService,
     agency_channel,
@@ -57,6 +58,7 @@ PROTOCOL = "aidpost.1"
 RESYNC = "\x00resync"  # a queue item, not a frame: reload every chat this socket follows
 BACKFILL = "\x00backfill"  # a queue item: send one chat's messages after ``seen``
 HISTORY = "\x00history"  # a queue item: send ``chat_history`` from the database
+BUSY = "too busy to take this now; try again in a moment"
 
 
 @dataclass(slots=True)
@@ -110,6 +112,10 @@ class Gateway:
         self.by_channel: dict[str, set[str]] = defaultdict(set)
         self.closing = False
         self._sweeper: asyncio.Task[None] | None = None
+        # Per shard: its commands not handled yet, as last read from the bus, plus what this
+        # gateway sent it since (see ``_watch_backlog``).
+        self.backlog = [0] * settings.command_shards
+        self._watcher: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -117,14 +123,16 @@ class Gateway:
         await self.hub.subscribe(gateway_channel(self.id), self._on_reply)
         self.hub.on_reconnect(self._resync_all)
         self._sweeper = asyncio.create_task(self._sweep_idle(), name="ws-idle-sweeper")
+        self._watcher = asyncio.create_task(self._watch_backlog(), name="ws-backlog-watcher")
 
     async def stop(self) -> None:
         """Tell every client to reconnect (to another gateway) and let them go."""
         self.closing = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        for task in (self._sweeper, self._watcher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for conn in list(self.connections.values()):
             with contextlib.suppress(Exception):
                 await conn.ws.close(code=1012, reason="gateway restarting")
@@ -319,6 +327,37 @@ class Gateway:
                     conn.queue.wake()
                 conn.wrote = False
 
+    async def _watch_backlog(self) -> None:
+        """Back-pressure: read every shard's backlog (commands no consumer has handled yet)
+        once per ``backlog_check_seconds``, in one round trip. Between reads, what this
+        gateway sends a shard is added, so a burst cannot overshoot the limit by more than
+        the other gateways' share of one interval. A shard at the limit is refused new
+        commands (``_command``) until the consumers bring it down again."""
+        streams = [shard_stream(COMMANDS_STREAM, n) for n in range(len(self.backlog))]
+        limit = self.settings.command_backlog_limit
+        failing = False
+        while True:
+            try:
+                found = await self.bus.backlogs(streams, COMMANDS_GROUP)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if not failing:
+                    log.warning("could not read the command backlog", exc_info=True)
+                failing = True
+            else:
+                failing = False
+                for shard, stream in enumerate(streams):
+                    before, now = self.backlog[shard], found.get(stream) or 0
+                    if (before >= limit) != (now >= limit):
+                        log.log(
+                            logging.WARNING if now >= limit else logging.INFO,
+                            "command shard busy" if now >= limit else "command shard ready",
+                            extra={"shard": shard, "backlog": now, "limit": limit},
+                        )
+                    self.backlog[shard] = now
+            await asyncio.sleep(self.settings.backlog_check_seconds)
+
     async def _authenticate(self, ws: WebSocket) -> Connection | None:
         """The first frame, within the time limit: ``{"Authorization": "Bearer realm:jwt"}``.
         On failure the socket is closed (1008) without a word, as ESME did."""
@@ -484,9 +523,21 @@ class Gateway:
         # in the order this reader sent them.
         key = str(payload.get("chatId", f"agency:{conn.agency_id}"))
         shard = shard_of(key, self.settings.command_shards)
+        if self.backlog[shard] >= self.settings.command_backlog_limit:
+            # Overload: refused now rather than queued past what the bus keeps. The client
+            # knows it was not taken; aidpost's own clients are told which message and when
+            # to send it again (ESME's get the plain error they know).
+            busy: dict[str, Any] = {"message": BUSY}
+            if conn.ext and isinstance(payload.get("clientId"), str):
+                # Not sooner than the next backlog check could have let it in.
+                retry = max(1000, round(self.settings.backlog_check_seconds * 1000))
+                busy |= {"clientId": payload["clientId"], "retryMs": retry}
+            self._send(conn, "error", busy)
+            return
         await self.commands.publish(
             shard_stream(COMMANDS_STREAM, shard), BusEvent("messenger.command.v1", command)
         )
+        self.backlog[shard] += 1
 
     async def _resume(self, conn: Connection, payload: Any) -> None:
         """``{"chats": {chatId: lastSeq}}``: send what this device missed, in order."""

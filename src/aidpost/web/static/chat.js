@@ -203,10 +203,21 @@ export class ChatConnection {
         this.emit("closed", payload.chatId, chat);
         break;
       }
+      case "error":
+        // The server was too busy to take a message: it is still pending; send it again
+        // when the server says (a resend of a message it did store is stored once).
+        if (payload && payload.clientId && this.pending.has(payload.clientId)) {
+          const clientId = payload.clientId;
+          setTimeout(() => {
+            const m = this.pending.get(clientId);
+            if (m && this.ready) this.sendMessage(m.chatId, m.message, m, clientId);
+          }, Math.min(Math.max(Number(payload.retryMs) || 1000, 100), 30000));
+        }
+        this.emit(type, payload);
+        break;
       case "queue":
       case "queue_position":
       case "info":
-      case "error":
         this.emit(type, payload);
         break;
       default:
