@@ -36,6 +36,21 @@ def _env(databases: Databases, prefix: str) -> dict[str, str]:
     }
 
 
+def consumers_apart(
+    env: dict[str, str], tmp_path: Path, stack: ExitStack, *names: str
+) -> tuple[str, dict[str, str]]:
+    """The demo seeded, then every component in one process but the messenger's consumers,
+    which the test starts as processes of their own (one data folder each, ``names``):
+    the base URL and the consumers' environment."""
+    seed_demo(env, tmp_path / "seed")
+    for name in ("all", *names):
+        (tmp_path / name).mkdir()
+    base = stack.enter_context(
+        serve(tmp_path / "all", {**env, "AIDPOST_MESSENGER_ROLES": "gateway"})
+    )
+    return base, {**env, "AIDPOST_AUTH_URL": base, "AIDPOST_MESSENGER_ROLES": "consumer"}
+
+
 @pytest.mark.postgres
 async def test_two_gateways_one_consumer(postgres: Databases, tmp_path: Path) -> None:
     require("redis")
@@ -107,14 +122,9 @@ async def test_consumer_killed_after_commit_loses_and_doubles_nothing(
     require("redis")
     prefix = f"aidpost-test-{uuid.uuid4().hex[:8]}:"
     env = {**_env(postgres, prefix), "AIDPOST_AUTH_ARGON2_MEMORY_KIB": "1024"}
-    seed_demo(env, tmp_path / "seed")
-    for name in ("all", "c1", "c2"):
-        (tmp_path / name).mkdir()
     try:
         with ExitStack() as stack:
-            base_env = {**env, "AIDPOST_MESSENGER_ROLES": "gateway"}
-            base = stack.enter_context(serve(tmp_path / "all", base_env))
-            consumer = {**env, "AIDPOST_AUTH_URL": base, "AIDPOST_MESSENGER_ROLES": "consumer"}
+            base, consumer = consumers_apart(env, tmp_path, stack, "c1", "c2")
             world = World(base)
             staff_token = await world.token("organizer", "support")
             participant_token = await world.token("participant", "participant")
@@ -159,15 +169,9 @@ async def test_two_consumers_keep_each_chats_order(postgres: Databases, tmp_path
         "AIDPOST_MESSENGER_CONSUMER_BATCH": "3",
         "AIDPOST_MESSENGER_CONSUMER_LEASE_MS": "1000",
     }
-    seed_demo(env, tmp_path / "seed")
-    for name in ("all", "c1", "c2"):
-        (tmp_path / name).mkdir()
     try:
         with ExitStack() as stack:
-            base = stack.enter_context(
-                serve(tmp_path / "all", {**env, "AIDPOST_MESSENGER_ROLES": "gateway"})
-            )
-            consumer = {**env, "AIDPOST_AUTH_URL": base, "AIDPOST_MESSENGER_ROLES": "consumer"}
+            base, consumer = consumers_apart(env, tmp_path, stack, "c1", "c2")
             for name in ("c1", "c2"):
                 stack.enter_context(serve(tmp_path / name, consumer, "--component", "messenger"))
             world = World(base)
@@ -215,15 +219,9 @@ async def test_an_overloaded_shard_refuses_commands_and_loses_none(
         "AIDPOST_MESSENGER_COMMAND_BACKLOG_LIMIT": "3",
         "AIDPOST_MESSENGER_BACKLOG_CHECK_SECONDS": "0.1",
     }
-    seed_demo(env, tmp_path / "seed")
-    for name in ("all", "c1"):
-        (tmp_path / name).mkdir()
     try:
         with ExitStack() as stack:
-            base = stack.enter_context(
-                serve(tmp_path / "all", {**env, "AIDPOST_MESSENGER_ROLES": "gateway"})
-            )
-            consumer = {**env, "AIDPOST_AUTH_URL": base, "AIDPOST_MESSENGER_ROLES": "consumer"}
+            base, consumer = consumers_apart(env, tmp_path, stack, "c1")
             world = World(base)
             participant_token = await world.token("participant", "participant")
             await world.request_help(participant_token, "twisted ankle")
