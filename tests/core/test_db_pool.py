@@ -10,13 +10,12 @@ import json
 import asyncpg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from aidpost.core import db as db_mod
 from aidpost.core.db import Database
 from aidpost.core.errors import unhandled_error_handler
 from tests.conftest import PG_URL, Databases
-
-pytestmark = pytest.mark.postgres
 
 
 async def drop_connections(database: str) -> int:
@@ -50,6 +49,7 @@ async def backend_pids(db: Database, n: int) -> set[int]:
     return set(await asyncio.gather(*(pid() for _ in range(n))))
 
 
+@pytest.mark.postgres
 async def test_an_idle_connection_is_pinged_and_replaced(
     postgres: Databases, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -65,6 +65,7 @@ async def test_an_idle_connection_is_pinged_and_replaced(
         await db.dispose()
 
 
+@pytest.mark.postgres
 async def test_a_busy_connection_fails_one_request_then_the_pool_recovers(
     postgres: Databases,
 ) -> None:
@@ -87,6 +88,26 @@ async def test_a_busy_connection_fails_one_request_then_the_pool_recovers(
         await db.dispose()
 
 
-async def test_a_bug_is_still_a_500() -> None:
-    response = await unhandled_error_handler(None, RuntimeError("boom"))  # type: ignore[arg-type]
-    assert response.status_code == 500
+class Orig(Exception):
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (RuntimeError("boom"), 500),
+        # a query the database refused is a bug, not an outage
+        (OperationalError("SELECT", {}, Orig("no such table: chats")), 500),
+        (OperationalError("SELECT", {}, Orig("syntax error", "42601")), 500),
+        (OperationalError("INSERT", {}, Orig("database is locked")), 503),
+        (OperationalError("SELECT", {}, Orig("terminating connection", "57P01")), 503),
+        (DBAPIError("SELECT", {}, Orig("the database system is starting up", "57P03")), 503),
+        (ConnectionRefusedError(111, "Connect call failed"), 503),
+        (TimeoutError(), 503),
+    ],
+)
+async def test_what_counts_as_the_database_away(error: Exception, status: int) -> None:
+    response = await unhandled_error_handler(None, error)  # type: ignore[arg-type]
+    assert response.status_code == status

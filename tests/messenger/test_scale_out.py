@@ -242,7 +242,7 @@ async def test_an_overloaded_shard_refuses_commands_and_loses_none(
             body = {"chatId": chat_id, "message": "later", "clientId": "t-1"}
             await tablet.send("send_message", body)
             busy = (await tablet.next("error"))["payload"]
-            assert busy == {"message": BUSY, "clientId": "t-1", "retryMs": 1000}
+            assert busy == {"message": BUSY, "code": "busy", "clientId": "t-1", "retryMs": 1000}
             await staff.send("close_chat", {"chatId": chat_id})
             assert (await staff.next("error"))["payload"] == {"message": BUSY}
 

@@ -95,8 +95,9 @@ class Bus(Protocol):
 
     async def backlogs(self, streams: Sequence[str], group: str) -> dict[str, int | None]:
         """Per stream, the entries ``group`` has not acknowledged yet (unread and pending),
-        in one round trip; 0 for a stream or group not made yet, None where the bus cannot
-        tell (Redis after deletions inside the unread part)."""
+        in one round trip: 0 for a stream not made yet, the stream's length for a group not
+        made yet (it will read from the start), None where the bus cannot tell (Redis
+        older than 7.0, or after deletions inside the unread part)."""
         ...
 
     async def lease(self, name: str, owner: str, ttl_ms: int) -> bool:

@@ -71,7 +71,8 @@ def _checked_in(_dbapi_connection: Any, record: Any) -> None:
 
 def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
     """Ping a connection that waited in the pool (a new one, or one used a moment ago, is
-    not); a dead one makes the pool try another (SQLAlchemy's ``DisconnectionError``)."""
+    not); for a dead one the pool connects that entry anew (SQLAlchemy's
+    ``DisconnectionError``)."""
     last = record.info.get("checked_in")
     if last is None or time.monotonic() - last < PING_AFTER_IDLE_SECONDS:
         return

@@ -158,9 +158,17 @@ async def unhandled_error_handler(_request: Request, exc: Exception) -> JSONResp
 
 
 def _database_away(exc: BaseException) -> bool:
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, OperationalError | InterfaceError)
+    """The database cannot be reached (or is busy), as opposed to a query it refused: a
+    connection lost or refused, a server starting or shutting down, SQLite's lock."""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated or isinstance(exc, InterfaceError):
+            return True
+        code = str(getattr(exc.orig, "sqlstate", "") or "")
+        if code.startswith(("08", "57P")):  # connection exception; server shutting down
+            return True
+        return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+    # asyncpg's connect errors reach the caller as they are (refused, timed out).
+    return isinstance(exc, ConnectionError | TimeoutError)
 
 
 async def client_gone_handler(_request: Request, _exc: Exception) -> JSONResponse:

@@ -335,18 +335,24 @@ class Gateway:
         commands (``_command``) until the consumers bring it down again."""
         streams = [shard_stream(COMMANDS_STREAM, n) for n in range(len(self.backlog))]
         limit = self.settings.command_backlog_limit
-        failing = False
+        failing = unknown = False
         while True:
             try:
                 found = await self.bus.backlogs(streams, COMMANDS_GROUP)
             except asyncio.CancelledError:
                 raise
             except Exception:
+                # Open, not shut: refusing every command because the count cannot be read
+                # would stop the chats; the bus's own errors still reach the senders.
                 if not failing:
-                    log.warning("could not read the command backlog", exc_info=True)
+                    log.warning("could not read the command backlog; not limiting", exc_info=True)
                 failing = True
+                self.backlog = [0] * len(streams)
             else:
                 failing = False
+                if None in found.values() and not unknown:
+                    log.warning("the bus cannot tell a command backlog; not limiting it")
+                unknown = None in found.values()
                 for shard, stream in enumerate(streams):
                     before, now = self.backlog[shard], found.get(stream) or 0
                     if (before >= limit) != (now >= limit):
@@ -528,16 +534,24 @@ class Gateway:
             # knows it was not taken; aidpost's own clients are told which message and when
             # to send it again (ESME's get the plain error they know).
             busy: dict[str, Any] = {"message": BUSY}
-            if conn.ext and isinstance(payload.get("clientId"), str):
+            if conn.ext:
                 # Not sooner than the next backlog check could have let it in.
                 retry = max(1000, round(self.settings.backlog_check_seconds * 1000))
-                busy |= {"clientId": payload["clientId"], "retryMs": retry}
+                busy |= {"code": "busy", "retryMs": retry}
+                if isinstance(payload.get("clientId"), str):
+                    busy["clientId"] = payload["clientId"]
             self._send(conn, "error", busy)
             return
-        await self.commands.publish(
-            shard_stream(COMMANDS_STREAM, shard), BusEvent("messenger.command.v1", command)
-        )
+        # Counted before the await: the sockets whose commands share one XADD pipeline
+        # each see the others'.
         self.backlog[shard] += 1
+        try:
+            await self.commands.publish(
+                shard_stream(COMMANDS_STREAM, shard), BusEvent("messenger.command.v1", command)
+            )
+        except BaseException:
+            self.backlog[shard] = max(0, self.backlog[shard] - 1)
+            raise
 
     async def _resume(self, conn: Connection, payload: Any) -> None:
         """``{"chats": {chatId: lastSeq}}``: send what this device missed, in order."""

@@ -334,6 +334,8 @@ class MessengerService:
                 await self.handle_commands([event])
 
     async def _handle_batch(self, events: Sequence[BusEvent]) -> None:
+        if not events:
+            return
         if self._sends_in_sql and all(e.data.get("action") == "send_message" for e in events):
             await self._handle_sends(events)
             return
@@ -351,7 +353,7 @@ class MessengerService:
                 else:
                     await self._replay(session, {**event.data, "id": event.id}, out)
             chat_ids = {
-                str(e.data.get("payload", {}).get("chatId"))
+                _chat_id(e.data)
                 for e in fresh
                 if e.data.get("action") in ("send_message", "close_chat")
                 and isinstance(e.data.get("payload"), dict)
@@ -409,8 +411,10 @@ class MessengerService:
                 # asyncpg hands the JSON over decoded (SQLAlchemy's codec); text if not.
                 found = json.loads(row[5]) if isinstance(row[5], str) else row[5]
                 for m in found or ():
+                    # JSON writes a whole float8 as an integer: as the ORM path reads it.
+                    lat, lng = (None if v is None else float(v) for v in (m[6], m[7]))
                     known = NewMessage(
-                        m[0], row[0], m[1], m[2], m[3], m[4], _timestamp(m[5]), m[6], m[7], m[8]
+                        m[0], row[0], m[1], m[2], m[3], m[4], _timestamp(m[5]), lat, lng, m[8]
                     )
                     key = (row[0], known.fromOrganizer, known.authorId, known.clientId)
                     if key in keys:

@@ -206,7 +206,7 @@ export class ChatConnection {
       case "error":
         // The server was too busy to take a message: it is still pending; send it again
         // when the server says (a resend of a message it did store is stored once).
-        if (payload && payload.clientId && this.pending.has(payload.clientId)) {
+        if (payload && payload.code === "busy" && this.pending.has(payload.clientId)) {
           const clientId = payload.clientId;
           setTimeout(() => {
             const m = this.pending.get(clientId);
