@@ -428,9 +428,7 @@ class RedisBus:
 
     async def ack_many(self, group: str, acks: Mapping[str, Sequence[str]]) -> None:
         acks = {stream: ids for stream, ids in acks.items() if ids}
-        if len(acks) <= 1:
-            for stream, ids in acks.items():
-                await self.ack(stream, group, ids)
+        if not acks:
             return
         async with self._redis.pipeline(transaction=False) as pipe:
             for stream, ids in acks.items():

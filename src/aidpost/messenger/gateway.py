@@ -349,10 +349,10 @@ class Gateway:
                 failing = True
                 self.backlog = [0] * len(streams)
             else:
-                failing = False
-                if None in found.values() and not unknown:
-                    log.warning("the bus cannot tell a command backlog; not limiting it")
+                failing, was_unknown = False, unknown
                 unknown = None in found.values()
+                if unknown and not was_unknown:
+                    log.warning("the bus cannot tell a command backlog; not limiting it")
                 for shard, stream in enumerate(streams):
                     before, now = self.backlog[shard], found.get(stream) or 0
                     if (before >= limit) != (now >= limit):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import insert, select, text, update
+from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -109,17 +110,24 @@ LOCK_CHATS = text(
     " SELECT l.id, l.organizer_id, l.participant_id, l.ended, l.last_seq, s.found"
     " FROM locked l LEFT JOIN stored s ON s.chat_id = l.id ORDER BY l.id"
 )
+# The messages table's columns and the NewMessage attribute each is written from, in the
+# model's order; STORE_SENDS's parameters are named after the columns.
+_COLUMNS = [(c.name, attr) for attr, c in Message.__mapper__.columns.items()]
+
+
+def _array_of(column: Any) -> str:
+    """``CAST(:name AS type[])`` for an unnest; strings unbounded (a cast would cut them)."""
+    pg = PGDialect()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves it untyped
+    kind = str(column.type.compile(dialect=pg)).split("(")[0]
+    return f"CAST(:{column.name} AS {kind}[])"
+
+
 STORE_SENDS = text(
     "WITH numbered AS (UPDATE chats SET last_seq = v.seq"
     " FROM unnest(CAST(:chats AS VARCHAR[]), CAST(:last AS INTEGER[])) AS v(id, seq)"
     " WHERE chats.id = v.id)"
-    " INSERT INTO messages (id, chat_id, seq, author_id, from_organizer, content, time_sent,"
-    " lat, lng, client_id)"
-    " SELECT * FROM unnest(CAST(:id AS VARCHAR[]), CAST(:chat_id AS VARCHAR[]),"
-    " CAST(:seq AS INTEGER[]), CAST(:author_id AS INTEGER[]),"
-    " CAST(:from_organizer AS INTEGER[]), CAST(:content AS TEXT[]),"
-    " CAST(:time_sent AS TIMESTAMPTZ[]), CAST(:lat AS FLOAT8[]), CAST(:lng AS FLOAT8[]),"
-    " CAST(:client_id AS VARCHAR[]))"
+    f" INSERT INTO messages ({', '.join(name for name, _ in _COLUMNS)})"
+    f" SELECT * FROM unnest({', '.join(map(_array_of, Message.__mapper__.columns))})"
 )
 
 
@@ -416,9 +424,8 @@ class MessengerService:
                     known = NewMessage(
                         m[0], row[0], m[1], m[2], m[3], m[4], _timestamp(m[5]), lat, lng, m[8]
                     )
-                    key = (row[0], known.fromOrganizer, known.authorId, known.clientId)
-                    if key in keys:
-                        stored[key] = known
+                    # joined on the batch's keys: each one found is one of them
+                    stored[(row[0], known.fromOrganizer, known.authorId, known.clientId)] = known
             messages: list[NewMessage] = []
             for command in commands:
                 await self._send(command, chats, messages, stored, out)
@@ -773,19 +780,6 @@ class MessengerService:
 
 
 SendKey = tuple[str, int, int, str]  # chat, from organizer, author, client id
-# STORE_SENDS's parameters: (parameter, NewMessage attribute).
-_COLUMNS = (
-    ("id", "id"),
-    ("chat_id", "chatId"),
-    ("seq", "seq"),
-    ("author_id", "authorId"),
-    ("from_organizer", "fromOrganizer"),
-    ("content", "content"),
-    ("time_sent", "timeSent"),
-    ("lat", "lat"),
-    ("lng", "lng"),
-    ("client_id", "clientId"),
-)
 
 
 def _send_key(command: dict[str, Any]) -> SendKey | None:
