@@ -82,13 +82,16 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             "the status component to know the superadmin",
             lambda: client.get("/statuspage-api/components", headers=admin).status_code == 200,
         )
-        # Real check results for every component, so every bar and uptime has data.
+        # Real check results for every component, so every bar and uptime has data, and at
+        # least one successful check each: only those give the response-time chart a point
+        # (a first check can time out on a busy machine).
         _wait(
-            "a check result for every component",
+            "a successful check for every component",
             lambda: all(
-                c["uptime"]["24h"] is not None
+                c["uptime"]["24h"]
                 for c in client.get("/statuspage/api/v2/uptime.json").json()["components"]
             ),
+            seconds=60.0,
         )
         r = client.post("/statuspage-api/incidents", headers=admin, json=INCIDENT)
         assert r.status_code == 201, r.text
