@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from aidpost.deploy.haproxy import AUTH_PATHS, ROUTES, compose_config
+from aidpost.deploy.haproxy import AUTH_PATHS, COMPOSE_MAXCONN, ROUTES, compose_config
 from aidpost.deploy.secrets import COMPONENTS, Layout, generate
 from tests.conftest import ON_CI
 
@@ -168,6 +168,18 @@ def test_the_replicas_can_be_chosen(prod: tuple[Layout, dict[str, Any]]) -> None
 
 def test_the_committed_haproxy_config_is_the_rendered_one() -> None:
     assert (PROD / "haproxy.cfg").read_text() == compose_config()
+
+
+def test_the_edge_has_the_file_descriptors_its_maxconn_needs(
+    prod: tuple[Layout, dict[str, Any]],
+) -> None:
+    """HAProxy refuses to start below two descriptors per connection; a festival's phones
+    each hold a WebSocket through it."""
+    nofile = prod[1]["services"]["haproxy"]["ulimits"]["nofile"]
+    limit = min(nofile.values()) if isinstance(nofile, dict) else int(nofile)
+    assert f"maxconn {COMPOSE_MAXCONN}\n" in compose_config()
+    assert COMPOSE_MAXCONN >= 50_000
+    assert limit >= 2 * COMPOSE_MAXCONN + 1000
 
 
 def test_haproxy_accepts_the_config_with_a_generated_certificate(

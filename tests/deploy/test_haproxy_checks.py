@@ -59,14 +59,18 @@ def _stand_in(name: str, check_delay: float) -> http.server.ThreadingHTTPServer:
     return server
 
 
-def _server_states(stats: Path) -> dict[str, str]:
+def _ask(stats: Path, command: str) -> str:
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(str(stats))
-        s.sendall(b"show stat\n")
+        s.sendall(command.encode() + b"\n")
         raw = b""
         while chunk := s.recv(65536):
             raw += chunk
-    rows = csv.DictReader(io.StringIO(raw.decode().lstrip("# ")))
+    return raw.decode()
+
+
+def _server_states(stats: Path) -> dict[str, str]:
+    rows = csv.DictReader(io.StringIO(_ask(stats, "show stat").lstrip("# ")))
     return {r["svname"]: r["status"] for r in rows if r["pxname"] == "gateways"}
 
 
@@ -125,3 +129,12 @@ def test_a_late_check_keeps_a_gateway_in_and_a_gone_one_is_taken_out(
             assert r.status_code == 200, r.text
             served.add(r.text)
     assert served == {"slow", "fast"}
+
+
+def test_the_local_edge_holds_what_its_file_descriptors_allow(edge: tuple[str, Path]) -> None:
+    """``aidpost cluster``'s edge sets no maxconn: HAProxy derives it from its descriptor
+    limit (two per connection) instead of stopping at a fixed figure below it."""
+    info = dict(
+        line.split(": ", 1) for line in _ask(edge[1], "show info").splitlines() if ": " in line
+    )
+    assert int(info["Maxconn"]) >= int(info["Ulimit-n"]) // 2 - 100, info

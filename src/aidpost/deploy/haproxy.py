@@ -54,10 +54,17 @@ def render(
     *,
     global_lines: Sequence[str] = (),
     resolvers: str | None = None,
+    maxconn: int | None = None,
 ) -> str:
-    """The whole configuration; ``servers`` maps each backend to its ``server`` lines."""
+    """The whole configuration; ``servers`` maps each backend to its ``server`` lines.
+
+    ``maxconn``: the connections HAProxy holds at once (a WebSocket is one, with two file
+    descriptors). HAProxy refuses to start if its file-descriptor limit is below what that
+    needs; None leaves it to HAProxy, which derives it from that limit (9,986 under a limit
+    of 20,000)."""
     logs = any(g.startswith("log ") for g in global_lines)
-    lines = ["global", "    maxconn 8000", *(f"    {g}" for g in global_lines)]
+    lines = ["global", *([f"    maxconn {maxconn}"] if maxconn else [])]
+    lines += [f"    {g}" for g in global_lines]
     lines += [
         "    # a reloaded (old) process drops its WebSocket tunnels after this; clients reconnect",
         "    hard-stop-after 10s",
@@ -129,6 +136,10 @@ COMPOSE_SERVICES = {
     "gateways": "messenger-gateway",
 }
 COMPOSE_SLOTS = 10
+# The compose edge's connections at once: every participant's and staff member's phone or
+# browser holds one WebSocket for its session. The compose file gives HAProxy the file
+# descriptors this needs (``ulimits``: two per connection and some to spare).
+COMPOSE_MAXCONN = 100_000
 
 
 def compose_config() -> str:
@@ -151,4 +162,5 @@ def compose_config() -> str:
         # Starts as root to read the key and bind 80/443, then drops to haproxy's user.
         global_lines=["user haproxy", "group haproxy", "log stdout format raw local0"],
         resolvers="resolvers docker\n    nameserver dns 127.0.0.11:53\n    hold valid 5s",
+        maxconn=COMPOSE_MAXCONN,
     )
