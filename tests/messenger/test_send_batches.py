@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from aidpost.core.bus import Event
 from aidpost.core.clock import SystemClock
@@ -23,6 +23,7 @@ from aidpost.messenger.service import (
     MessengerService,
     gateway_channel,
     open_envelope,
+    stored_sends_query,
     user_channel,
 )
 from tests.conftest import Databases
@@ -176,3 +177,24 @@ async def test_a_batch_of_sends_is_numbered_stored_and_told_alike_on_both_databa
     history_after = await service.history("open")
     assert [m["seq"] for m in history_after] == [1, 2, 3, 4]
     assert history_after[0] == history[0]  # time, place and id as first stored
+
+
+async def test_the_resend_check_goes_down_the_unique_index(
+    world: tuple[MessengerService, Heard],
+) -> None:
+    """The ORM path's lookup of stored sends (SQLite's; PostgreSQL's batches of sends take
+    the plain-SQL path) names every column of the send key, so SQLite finds each key in the
+    unique index instead of reading every message of the batch's chats, which it did with
+    only the chat and client ids and no statistics."""
+    service, _heard = world
+    if service.db.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's batches of sends do not take this query")
+    keys = {("open", 0, PARTICIPANT, "a"), ("open", 1, STAFF, "b")}
+    compiled = stored_sends_query(keys).compile(
+        dialect=service.db.engine.dialect, compile_kwargs={"literal_binds": True}
+    )
+    async with service.db.session() as session:
+        rows = await session.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))
+        plan = " ".join(str(r[-1]) for r in rows)
+    # SQLite names a table's UNIQUE constraints' indexes itself.
+    assert "(chat_id=? AND from_organizer=? AND author_id=? AND client_id=?)" in plan, plan
