@@ -131,6 +131,32 @@ async def test_unacked_event_is_not_reread_but_claimed_when_stale(bus: AnyBus) -
     assert await pending(bus, "orders", "g") == 0
 
 
+async def test_stale_entries_of_several_streams_are_claimed_in_one_call(bus: AnyBus) -> None:
+    """Per stream, what ``claim_stale`` would give: up to ``count`` each, in order; nothing
+    for a stream with nothing pending, or with no group yet."""
+    first, second = events(3), events(1)
+    await bus.publish("orders.0", first)
+    await bus.publish("orders.1", second)
+    await bus.publish("orders.2", events(1))
+    await bus.read("orders.0", "g", "c1", block_ms=100)
+    await bus.read("orders.1", "g", "c1", block_ms=100)
+    acked = await bus.read("orders.2", "g", "c1", block_ms=100)
+    await bus.ack("orders.2", "g", [d.delivery_id for d in acked])
+    await asyncio.sleep(PAST_IDLE)
+    streams = ["orders.0", "orders.1", "orders.2", "orders.never"]
+    claimed = await bus.claim_stale_many(streams, "g", "c2", min_idle_ms=IDLE_MS, count=2)
+    assert {s: [d.event for d in ds] for s, ds in claimed.items()} == {
+        "orders.0": first[:2],
+        "orders.1": second,
+        "orders.2": [],
+        "orders.never": [],
+    }
+    assert all(d.attempts > 1 for ds in claimed.values() for d in ds)
+    rest = await bus.claim_stale_many(streams, "g", "c2", min_idle_ms=0, count=10)
+    assert [d.event for d in rest["orders.0"]] == first
+    assert await bus.claim_stale_many([], "g", "c2", min_idle_ms=0) == {}
+
+
 async def test_acked_events_are_never_claimed(bus: AnyBus) -> None:
     sent = events(3)
     await bus.publish("orders", sent)

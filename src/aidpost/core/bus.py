@@ -119,6 +119,18 @@ class Bus(Protocol):
         self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 100
     ) -> list[Delivery]: ...
 
+    async def claim_stale_many(
+        self,
+        streams: Sequence[str],
+        group: str,
+        consumer: str,
+        *,
+        min_idle_ms: int,
+        count: int = 100,
+    ) -> dict[str, list[Delivery]]:
+        """``claim_stale`` for several streams in one round trip (up to ``count`` each)."""
+        ...
+
     async def delete_group(self, stream: str, group: str) -> None:
         """Forget a group (a per-process group whose process is stopping)."""
         ...
@@ -273,6 +285,20 @@ class MemoryBus:
                 pending.attempts += 1
                 out.append(Delivery(str(index), self._streams[stream][index], pending.attempts))
         return out
+
+    async def claim_stale_many(
+        self,
+        streams: Sequence[str],
+        group: str,
+        consumer: str,
+        *,
+        min_idle_ms: int,
+        count: int = 100,
+    ) -> dict[str, list[Delivery]]:
+        return {
+            s: await self.claim_stale(s, group, consumer, min_idle_ms=min_idle_ms, count=count)
+            for s in streams
+        }
 
     async def delete_group(self, stream: str, group: str) -> None:
         self._groups.pop((stream, group), None)
@@ -490,6 +516,35 @@ class RedisBus:
                 raise
             return []
         return self._deliveries(result[1], attempts=2)
+
+    async def claim_stale_many(
+        self,
+        streams: Sequence[str],
+        group: str,
+        consumer: str,
+        *,
+        min_idle_ms: int,
+        count: int = 100,
+    ) -> dict[str, list[Delivery]]:
+        from redis.exceptions import ResponseError
+
+        if not streams:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for stream in streams:
+                pipe.xautoclaim(
+                    self._key(stream), group, consumer, min_idle_time=min_idle_ms, count=count
+                )
+            replies = await pipe.execute(raise_on_error=False)
+        out: dict[str, list[Delivery]] = {}
+        for stream, reply in zip(streams, replies, strict=True):
+            if isinstance(reply, ResponseError) and "NOGROUP" in str(reply):
+                out[stream] = []  # no group yet: nothing pending (see claim_stale)
+            elif isinstance(reply, Exception):
+                raise reply
+            else:
+                out[stream] = self._deliveries(reply[1], attempts=2)
+        return out
 
     async def delete_group(self, stream: str, group: str) -> None:
         await self._redis.xgroup_destroy(self._key(stream), group)

@@ -126,15 +126,23 @@ class ShardedConsumer:
         """One batch: what must be drained first, else new entries of the owned shards."""
         await self._give_up_extra()
         deliveries: list[tuple[str, Delivery]] = []
-        for shard in sorted(self._drain):
-            stream = shard_stream(self.stream, shard)
-            stale = await self.bus.claim_stale(
-                stream, self.group, self.consumer, min_idle_ms=0, count=self.batch
+        if self._drain:
+            # Every shard to drain in one round trip: ``rebalance`` marks all owned shards
+            # each time it runs, and this loop handles nothing while it waits.
+            drain = sorted(self._drain)
+            stale = await self.bus.claim_stale_many(
+                [shard_stream(self.stream, s) for s in drain],
+                self.group,
+                self.consumer,
+                min_idle_ms=0,
+                count=self.batch,
             )
-            if stale:
-                deliveries.extend((stream, d) for d in stale)
-            else:
-                self._drain.discard(shard)
+            for shard in drain:
+                found = stale[shard_stream(self.stream, shard)]
+                if found:
+                    deliveries.extend((shard_stream(self.stream, shard), d) for d in found)
+                else:
+                    self._drain.discard(shard)
         draining = bool(deliveries)
         if not draining:
             # Never read new entries of a shard whose pending ones are not handled yet (it
