@@ -199,3 +199,36 @@ async def test_protocol_refusals(world: World) -> None:
         headers={"Authorization": f"Bearer {participant_token}"},
     )
     assert r.status_code == 400 and r.json()["message"] == "chat not found"
+
+
+async def test_staff_removed_from_the_agency_may_no_longer_take_requests(world: World) -> None:
+    """The socket was let in while the staff member was one; the consumer checks again at
+    every ``start_chat``, so one removed meanwhile is refused, even with a request waiting."""
+    owner_token = await world.token("organizer", "owner")
+    staff_token = await world.token("organizer", "support")
+    staff = await Client.connect(world.base, staff_token)
+    await staff.next("chats")
+    owner = {"Authorization": f"Bearer {owner_token}"}
+    users = (await world.http.get("/organizer-api/agency/users", headers=owner)).json()
+    support = next(u for u in users if u["email"] == "support@demo.aidpost.example")
+    r = await world.http.delete(f"/organizer-api/agency/users/{support['id']}", headers=owner)
+    assert r.status_code == 200, r.text
+    for _ in range(100):  # the messenger learns of the removal through the bus
+        await staff.send("start_chat", "")
+        frame = await staff.next()
+        while frame["type"] not in ("info", "error"):
+            frame = await staff.next()
+        if frame["type"] == "error":
+            break
+        assert frame["payload"] == {"message": "no new chats"}
+        await asyncio.sleep(0.05)
+    assert frame["payload"] == {"message": "you may no longer take requests"}
+    # A request waiting changes nothing: the check comes before the queue.
+    await world.request_help(await world.token("participant", "participant"), "help")
+    await asyncio.sleep(0.5)
+    await staff.send("start_chat", "")
+    frame = await staff.next()
+    while frame["type"] not in ("info", "error", "new_chat"):
+        frame = await staff.next()
+    assert frame == {"type": "error", "payload": {"message": "you may no longer take requests"}}
+    await staff.close()
