@@ -232,6 +232,10 @@ async def open_tab(
     def on_failed(req: Request) -> None:
         if _is_tile(req.url):
             return
+        if req.failure == "net::ERR_ABORTED" and req.resource_type in ("image", "other"):
+            # The browser cancelled it (a navigation while the icon or favicon loaded); a
+            # server refusing it would show as a status or as another network error.
+            return
         if tab.expected_offline(req.url, req.failure or ""):
             tab.offline_failures.append(f"{req.url} {req.failure}")
             return
