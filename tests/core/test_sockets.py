@@ -13,11 +13,11 @@ import httpx
 import pytest
 import uvicorn
 import websockets
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aidpost.core.http import SocketRoutes
-from aidpost.core.sockets import Flag, Inbox, WebSocketProtocol
+from aidpost.core.sockets import Flag, Frames, Inbox, WebSocketProtocol
 
 
 class Marker:
@@ -49,6 +49,40 @@ async def flood(ws: WebSocket) -> None:
     await ws.close()
 
 
+GONE: list[BaseException] = []  # what flushing to a socket whose client left raised
+WRITES: list[int] = []  # the sizes of the socket's writes while ``batched`` flushed
+
+
+async def batched(ws: WebSocket) -> None:
+    """``Frames``: 20 MB in batches of 5 frames, one write each, at a client that does not
+    read at first; then waits for the client to leave and flushes once more."""
+    await ws.accept()
+    frames = Frames(ws)
+    await ws.send_text("one write" if frames.one_write else "one each")
+    transport = ws._send.__self__.transport  # type: ignore[attr-defined]
+    write = transport.write
+    transport.write = lambda data: (WRITES.append(len(data)), write(data))[1]
+    for i in range(2000):
+        frames.add(f"{i:06d}" + "x" * 10_000)
+        if len(frames.pending) == 5:
+            assert not frames.full
+            await frames.flush()
+    frames.add("last")
+    await frames.flush()
+    await frames.flush()  # nothing pending: nothing sent
+    transport.write = write
+    for _ in range(7):
+        frames.add("x" * 10_000)
+    assert frames.full  # past 64 KiB
+    with contextlib.suppress(WebSocketDisconnect):
+        await ws.receive_text()
+    frames.add("to nobody")
+    try:
+        await frames.flush()
+    except BaseException as exc:
+        GONE.append(exc)
+
+
 def app() -> FastAPI:
     api = FastAPI()
 
@@ -61,7 +95,7 @@ def app() -> FastAPI:
         return {"ok": "yes"}
 
     api.add_middleware(Marker)
-    api.add_middleware(SocketRoutes, routes={"/fast": echo, "/flood": flood})
+    api.add_middleware(SocketRoutes, routes={"/fast": echo, "/flood": flood, "/batched": batched})
     return api
 
 
@@ -127,6 +161,28 @@ async def test_many_frames_both_ways_in_order(server: tuple[str, uvicorn.Server]
         await asyncio.sleep(1)  # the server's buffer fills: its writes wait
         got = [frame[:6] async for frame in ws]
         assert got == [f"{i:06d}" for i in range(2000)]
+
+
+async def test_frames_queued_for_a_socket_go_out_together_in_order(
+    server: tuple[str, uvicorn.Server],
+) -> None:
+    address, _srv = server
+    GONE.clear()
+    WRITES.clear()
+    batched = websockets.connect(f"ws://{address}/batched", max_size=2**20, compression=None)
+    async with batched as ws:
+        assert await ws.recv() == "one write"  # the protocol's path, not one ASGI send each
+        await asyncio.sleep(1)  # the server's buffer fills: its writes wait
+        got = [(await ws.recv())[:6] for _ in range(2001)]
+        assert got == [f"{i:06d}" for i in range(2000)] + ["last"]
+    # One write per flush: 400 of five frames (10,006 characters and a 4-byte header
+    # each), then "last".
+    assert WRITES == [5 * 10_010] * 400 + [6], WRITES[:5]
+    for _ in range(100):
+        if GONE:
+            break
+        await asyncio.sleep(0.02)
+    assert len(GONE) == 1 and isinstance(GONE[0], WebSocketDisconnect), GONE
 
 
 async def test_inbox_and_flag_behave_like_asyncio_queue_and_event() -> None:

@@ -8,7 +8,8 @@ elsewhere loses nothing.
 
 Per connection: frames go out through a bounded queue and one writer task, so a client that
 does not read (ESME's load-test organizer) slows nobody else; a frame that finds the queue
-full is dropped and the connection resynchronised from the database when it drains.
+full is dropped and the connection resynchronised from the database when it drains. What
+queued up while the writer waited goes out in one write (``aidpost.core.sockets.Frames``).
 Every ``user_message`` carries its chat's sequence number; a gap (pub/sub lost something)
 is filled from the database before the next frame goes out.
 
@@ -40,7 +41,7 @@ from aidpost.core.errors import Unauthorized
 from aidpost.core.hub import Hub
 from aidpost.core.settings import MessengerSettings
 from aidpost.core.shards import shard_of, shard_stream
-from aidpost.core.sockets import Inbox
+from aidpost.core.sockets import Frames, Inbox
 from aidpost.core.tokens import REALMS, Realm, TokenVerifier
 from aidpost.messenger import views
 from aidpost.messenger.service import (
@@ -170,7 +171,12 @@ class Gateway:
 
     async def _writer(self, conn: Connection) -> None:
         ws = conn.ws
+        # Frames that queued up while this task waited go out in one write, once the queue
+        # is empty (or before anything sent from the database, which must come after them).
+        frames = Frames(ws)
         while True:
+            if frames.pending and (conn.queue.empty() or frames.full):
+                await frames.flush()
             item = await conn.queue.get()
             if item is None:  # woken by the sweeper with nothing to send: retire
                 conn.writer = None  # in this same step: the next frame starts a new one
@@ -178,15 +184,18 @@ class Gateway:
             header, text = item
             conn.wrote = True
             if text == RESYNC or (conn.dropped and conn.queue.empty()):
+                await frames.flush()
                 conn.dropped = False
                 await self._resync(conn)
                 if text == RESYNC:
                     continue
             if text == BACKFILL:
+                await frames.flush()
                 chat = header["chat"]
                 await self._backfill(conn, chat, conn.seen.get(chat, 0), None)
                 continue
             if text == HISTORY:
+                await frames.flush()
                 # Read and sent in the writer's order: no live message can overtake it.
                 chat = header["chat"]
                 messages = await self.service.history(chat)
@@ -215,6 +224,7 @@ class Gateway:
                     if seq <= last:
                         continue  # already delivered (a backfill got there first)
                     if seq > last + 1:
+                        await frames.flush()
                         await self._backfill(conn, chat, last, seq - 1)
                     conn.seen[chat] = seq
                 elif conn.ext:
@@ -223,7 +233,7 @@ class Gateway:
                     continue
                 else:
                     conn.seen[chat] = seq  # ESME's clients: follow from what they got
-            await ws.send_text(text)
+            frames.add(text)
 
     async def _backfill(self, conn: Connection, chat: str, after: int, until: int | None) -> None:
         for message in await self.service.history(chat, after, until):
