@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, insert, select, text, update
+from sqlalchemy import Select, and_, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -473,9 +473,7 @@ class MessengerService:
         self, session: AsyncSession, events: Sequence[BusEvent]
     ) -> dict[SendKey, Message | NewMessage]:
         """Messages already stored for this batch's sends (a redelivery, a client's resend),
-        found with one query instead of one per message. Every column of the send key is
-        constrained, so the lookups go down the unique index (SQLite cannot use it for the
-        client id alone without statistics, and would read every message of the chats)."""
+        found with one query instead of one per message (``stored_sends_query``)."""
         keys = {k for e in events if (k := _send_key({**e.data, "id": e.id})) is not None}
         if not keys:
             return {}
@@ -780,13 +778,22 @@ SendKey = tuple[str, int, int, str]  # chat, from organizer, author, client id
 
 
 def stored_sends_query(keys: set[SendKey]) -> Select[Message]:
-    """The messages stored under any of these send keys (and a few more that share their
-    columns' values; the caller keeps only its keys)."""
+    """The messages stored under any of these send keys: one lookup per key down the unique
+    index (an OR of whole keys; SQLite, without statistics, read every message of the
+    chats for the chat and client ids alone, and nests IN lists of each column into the
+    product of their lengths)."""
     return select(Message).where(
-        Message.chatId.in_(sorted({k[0] for k in keys})),
-        Message.fromOrganizer.in_(sorted({k[1] for k in keys})),
-        Message.authorId.in_(sorted({k[2] for k in keys})),
-        Message.clientId.in_(sorted({k[3] for k in keys})),
+        or_(
+            *(
+                and_(
+                    Message.chatId == chat,
+                    Message.fromOrganizer == from_organizer,
+                    Message.authorId == author,
+                    Message.clientId == client,
+                )
+                for chat, from_organizer, author, client in sorted(keys)
+            )
+        )
     )
 
 
