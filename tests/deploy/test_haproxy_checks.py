@@ -4,7 +4,7 @@ as one with a saturated event loop does, stays in rotation; one that is gone is 
 The configuration is ``aidpost.deploy.haproxy.render``'s, the one ``aidpost cluster`` and the
 compose file use, with three stand-in gateways (plain HTTP servers on loopback): ``slow``
 answers ``GET /status`` after 1.6 s (past the 1 s check interval), ``fast`` at once, and
-``gone`` is a port nobody listens on. HAProxy's own view of them is read from its stats
+``going`` at once until the test stops it. HAProxy's own view of them is read from its stats
 socket.
 """
 
@@ -13,18 +13,20 @@ from __future__ import annotations
 import csv
 import http.server
 import io
+import resource
 import shutil
 import socket
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from aidpost.deploy.haproxy import CHECK, Edge, render
+from aidpost.deploy.haproxy import CHECK, FD_HARD_LIMIT, Edge, render
 from tests.conftest import ON_CI
 
 SLOW_CHECK_SECONDS = 1.6
@@ -74,20 +76,26 @@ def _server_states(stats: Path) -> dict[str, str]:
     return {r["svname"]: r["status"] for r in rows if r["pxname"] == "gateways"}
 
 
+@dataclass
+class Edge_:
+    base: str
+    stats: Path
+    going: http.server.ThreadingHTTPServer  # a gateway that is up, until the test stops it
+
+
 @pytest.fixture
-def edge(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def edge(tmp_path: Path) -> Iterator[Edge_]:
     if shutil.which("haproxy") is None:
         if ON_CI:
             pytest.fail("haproxy is not installed on CI")
         pytest.skip("haproxy not installed")
     slow, fast = _stand_in("slow", SLOW_CHECK_SECONDS), _stand_in("fast", 0)
-    gone = _free_port()
+    going = _stand_in("going", 0)
     port, stats = _free_port(), tmp_path / "stats.sock"
     servers = {
         "gateways": [
-            f"server slow 127.0.0.1:{slow.server_address[1]} {CHECK}",
-            f"server fast 127.0.0.1:{fast.server_address[1]} {CHECK}",
-            f"server gone 127.0.0.1:{gone} {CHECK}",
+            f"server {name} 127.0.0.1:{server.server_address[1]} {CHECK}"
+            for name, server in (("slow", slow), ("fast", fast), ("going", going))
         ]
     }
     config = tmp_path / "haproxy.cfg"
@@ -101,40 +109,54 @@ def edge(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             assert time.monotonic() < deadline, "haproxy did not start"
             assert proc.poll() is None, "haproxy refused the configuration"
             time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}", stats
+        yield Edge_(f"http://127.0.0.1:{port}", stats, going)
     finally:
         proc.terminate()
         proc.wait(10)
-        for server in (slow, fast):
+        for server in (slow, fast, going):
             server.shutdown()
             server.server_close()
 
 
-def test_a_late_check_keeps_a_gateway_in_and_a_gone_one_is_taken_out(
-    edge: tuple[str, Path],
-) -> None:
-    base, stats = edge
-    # Long enough for four checks of each, three of them failed ones for ``gone``.
-    time.sleep(6)
-    states = _server_states(stats)
-    assert states["slow"] == "UP", states
-    assert states["fast"] == "UP", states
-    assert states["gone"].startswith("DOWN"), states
+def test_a_late_check_keeps_a_gateway_in_and_a_gone_one_is_taken_out(edge: Edge_) -> None:
+    started = time.monotonic()
+    deadline = started + 10
+    while set(_server_states(edge.stats).values()) != {"UP"}:
+        assert time.monotonic() < deadline, _server_states(edge.stats)
+        time.sleep(0.2)
+    # A process that goes away refuses its checks at once: out after the third, ~2-3 s.
+    edge.going.shutdown()
+    edge.going.server_close()
+    stopped = time.monotonic()
+    # (HAProxy says "UP 1/3", "UP 2/3" while the failed checks add up.)
+    while not (states := _server_states(edge.stats))["going"].startswith("DOWN"):
+        assert time.monotonic() - stopped < 6, states
+        assert states["slow"] == "UP", states
+        time.sleep(0.1)
+    out_after = time.monotonic() - stopped
+    assert out_after >= 1.5, f"out after {out_after:.1f} s: before its third failed check"
+    # The slow one, answering each check in 1.6 s (past the 1 s interval), stayed in all
+    # along: at least four of its checks by now.
+    time.sleep(max(0.0, started + 6 - time.monotonic()))
+    states = _server_states(edge.stats)
+    assert states["slow"] == "UP" and states["fast"] == "UP", states
     # Both live gateways take new sockets (least connections; equal loads alternate), and
     # nothing is sent to the one that is gone.
     served = set()
     for _ in range(8):
-        with httpx.Client(base_url=base) as client:  # a new connection each time
+        with httpx.Client(base_url=edge.base) as client:  # a new connection each time
             r = client.get("/messenger-api/connect")
             assert r.status_code == 200, r.text
             served.add(r.text)
     assert served == {"slow", "fast"}
 
 
-def test_the_local_edge_holds_what_its_file_descriptors_allow(edge: tuple[str, Path]) -> None:
-    """``aidpost cluster``'s edge sets no maxconn: HAProxy derives it from its descriptor
-    limit (two per connection) instead of stopping at a fixed figure below it."""
+def test_the_local_edge_holds_what_its_file_descriptors_allow(edge: Edge_) -> None:
+    """``aidpost cluster``'s edge sets no maxconn: HAProxy derives it from the descriptor
+    limit it inherits (two per connection; capped by ``fd-hard-limit``) instead of stopping
+    at a fixed figure below it."""
     info = dict(
-        line.split(": ", 1) for line in _ask(edge[1], "show info").splitlines() if ": " in line
+        line.split(": ", 1) for line in _ask(edge.stats, "show info").splitlines() if ": " in line
     )
-    assert int(info["Maxconn"]) >= int(info["Ulimit-n"]) // 2 - 100, info
+    inherited = min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], FD_HARD_LIMIT)
+    assert int(info["Maxconn"]) >= inherited // 2 - 100, (info, inherited)

@@ -8,7 +8,8 @@ server out after three failed ``GET /status`` checks, one a second. A check may 
 3 s: a gateway whose event loop is saturated answers late but is alive, and taking every
 busy gateway out of rotation would turn a load peak into 503s for everyone (seen in the
 ESME scenario at ~1,900 chats). A process that is gone refuses the check at once and is
-out within about 3 s; requests meant for it are redispatched.
+out within about 3 s; requests meant for it are redispatched. One that is frozen but whose
+socket still accepts connections takes three checks of 1 + 3 s, about 12 s.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ ROUTES: tuple[tuple[str, tuple[str, ...]], ...] = (
 DEFAULT_BACKEND = "organizer"
 BACKENDS = ("auth", "organizer", "participant", "mailer", "status", "web", "gateways")
 CHECK = "check inter 1s fall 3 rise 1"
+FD_HARD_LIMIT = 262_144  # descriptors an edge without a maxconn sizes itself for, at most
 
 
 @dataclass(frozen=True)
@@ -60,10 +62,13 @@ def render(
 
     ``maxconn``: the connections HAProxy holds at once (a WebSocket is one, with two file
     descriptors). HAProxy refuses to start if its file-descriptor limit is below what that
-    needs; None leaves it to HAProxy, which derives it from that limit (9,986 under a limit
-    of 20,000)."""
+    needs; None leaves it to HAProxy, which derives it from that limit, up to
+    ``FD_HARD_LIMIT`` (9,986 connections under a limit of 20,000)."""
     logs = any(g.startswith("log ") for g in global_lines)
-    lines = ["global", *([f"    maxconn {maxconn}"] if maxconn else [])]
+    # Without a maxconn, HAProxy 2.6 sizes itself from the hard descriptor limit, which can
+    # be a million or more: capped, as HAProxy 3.0 does by default.
+    limit = f"maxconn {maxconn}" if maxconn else f"fd-hard-limit {FD_HARD_LIMIT}"
+    lines = ["global", f"    {limit}"]
     lines += [f"    {g}" for g in global_lines]
     lines += [
         "    # a reloaded (old) process drops its WebSocket tunnels after this; clients reconnect",
