@@ -223,9 +223,14 @@ async def test_staff_removed_from_the_agency_may_no_longer_take_requests(world: 
         assert frame["payload"] == {"message": "no new chats"}
         await asyncio.sleep(0.05)
     assert frame["payload"] == {"message": "you may no longer take requests"}
-    # A request waiting changes nothing: the check comes before the queue.
+    # A request waiting changes nothing: the check comes before the queue. The owner's
+    # socket (aidpost's protocol: queue counts) tells when the request is in the queue.
+    watcher = await Client.connect(world.base, owner_token, get_chats=False)
+    await watcher.send("hello", {"protocol": "aidpost.1"})
+    assert (await watcher.next("queue"))["payload"]["waiting"] == 0
     await world.request_help(await world.token("participant", "participant"), "help")
-    await asyncio.sleep(0.5)
+    assert (await watcher.next("queue", within=10))["payload"]["waiting"] == 1
+    await watcher.close()
     await staff.send("start_chat", "")
     frame = await staff.next()
     while frame["type"] not in ("info", "error", "new_chat"):
