@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
 from aidpost.core.bus import Bus, Coalesced
 from aidpost.core.bus import Event as BusEvent
@@ -286,7 +286,9 @@ class Gateway:
             # the database, an update committed after it reaches this socket.
             await self._follow(conn, conn.channel)
             conn.reading = True
-            with contextlib.suppress(WebSocketDisconnect):
+            # Gone either way: the client's close as read, or the socket marked disconnected
+            # by a write that failed meanwhile (Starlette then refuses the next read).
+            with contextlib.suppress(WebSocketDisconnect, WebSocketDisconnected):
                 await self._read(conn)
         except asyncio.CancelledError:
             # Ours (idle, or the writer failed) is absorbed; the server's goes on.
@@ -308,7 +310,8 @@ class Gateway:
         error = None if writer.cancelled() else writer.exception()
         if error is None:
             return  # cancelled with its socket, or retired
-        if not isinstance(error, WebSocketDisconnect | OSError):  # not just the client gone
+        gone = (WebSocketDisconnect, WebSocketDisconnected, OSError)  # just the client gone
+        if not isinstance(error, gone):
             log.warning("connection writer failed", exc_info=error)
         self._end(conn, 1011)  # the socket ends with it
 
@@ -402,7 +405,14 @@ class Gateway:
                 if staff is None:
                     raise Unauthorized()
                 agency_id = staff[1]
-        except (TimeoutError, ValueError, Unauthorized, WebSocketDisconnect, KeyError):
+        except (
+            TimeoutError,
+            ValueError,
+            Unauthorized,
+            WebSocketDisconnect,
+            WebSocketDisconnected,
+            KeyError,
+        ):
             with contextlib.suppress(Exception):
                 await ws.close(code=1008)
             return None
