@@ -191,7 +191,7 @@ async def test_the_resend_check_goes_down_the_unique_index(tmp_path: Path) -> No
         {("open", 0, PARTICIPANT, "a")},
         {(f"chat{n % 50}", n % 2, 1000 + n, f"client{n}") for n in range(100)},
     ):
-        compiled = stored_sends_query(keys).compile(
+        compiled = stored_sends_query(keys, sqlite=True).compile(
             dialect=db.engine.dialect, compile_kwargs={"literal_binds": True}
         )
         async with db.session() as session:
