@@ -136,6 +136,10 @@ class Tab:
     offline_urls: set[str] = field(default_factory=set)
     offline_failures: list[str] = field(default_factory=list)
     layout: list[str] = field(default_factory=list)  # see check_layout
+    # Navigations of the page started so far, and that count when each request began: a
+    # request the browser aborts because the page navigated away is not a problem.
+    navigations: int = 0
+    began: dict[Request, int] = field(default_factory=dict)
 
     def refusal(self, path: str, status: int) -> None:
         """The page at ``path`` is about to answer ``status`` on purpose (a form refused)."""
@@ -232,9 +236,13 @@ async def open_tab(
     def on_failed(req: Request) -> None:
         if _is_tile(req.url):
             return
-        if req.failure == "net::ERR_ABORTED" and req.resource_type in ("image", "other"):
-            # The browser cancelled it (a navigation while the icon or favicon loaded); a
-            # server refusing it would show as a status or as another network error.
+        began = tab.began.pop(req, tab.navigations)
+        if req.failure == "net::ERR_ABORTED" and (
+            tab.navigations > began or req.resource_type in ("image", "other")
+        ):
+            # The browser cancelled it: the page navigated away meanwhile (a fetch of the
+            # live connection's token, say), or an icon's load was dropped. A server
+            # refusing it would show as a status or as another network error.
             return
         if tab.expected_offline(req.url, req.failure or ""):
             tab.offline_failures.append(f"{req.url} {req.failure}")
@@ -245,6 +253,15 @@ async def open_tab(
     page.on("console", on_console)
     page.on("response", on_response)
     page.on("pageerror", lambda exc: tab.problems.append(f"page error: {exc}"))
+
+    def on_request(req: Request) -> None:
+        if req.resource_type == "document" and req.frame == page.main_frame:
+            tab.navigations += 1
+        else:
+            tab.began[req] = tab.navigations
+
+    page.on("request", on_request)
+    page.on("requestfinished", lambda req: tab.began.pop(req, None))
     page.on("requestfailed", on_failed)
     page.on("websocket", lambda ws: tab.sockets.append(ws))
     return tab
