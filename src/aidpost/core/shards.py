@@ -129,18 +129,13 @@ class ShardedConsumer:
         if self._drain:
             # Every shard to drain in one round trip: ``rebalance`` marks all owned shards
             # each time it runs, and this loop handles nothing while it waits.
-            drain = sorted(self._drain)
+            drain = {shard_stream(self.stream, s): s for s in sorted(self._drain)}
             stale = await self.bus.claim_stale_many(
-                [shard_stream(self.stream, s) for s in drain],
-                self.group,
-                self.consumer,
-                min_idle_ms=0,
-                count=self.batch,
+                list(drain), self.group, self.consumer, min_idle_ms=0, count=self.batch
             )
-            for shard in drain:
-                found = stale[shard_stream(self.stream, shard)]
-                if found:
-                    deliveries.extend((shard_stream(self.stream, shard), d) for d in found)
+            for stream, shard in drain.items():
+                if stale[stream]:
+                    deliveries.extend((stream, d) for d in stale[stream])
                 else:
                     self._drain.discard(shard)
         draining = bool(deliveries)

@@ -60,6 +60,9 @@ RESYNC = "\x00resync"  # a queue item, not a frame: reload every chat this socke
 BACKFILL = "\x00backfill"  # a queue item: send one chat's messages after ``seen``
 HISTORY = "\x00history"  # a queue item: send ``chat_history`` from the database
 BUSY = "too busy to take this now; try again in a moment"
+# A socket's client is gone: its close was read, or Starlette marked the socket
+# disconnected after a write failed (it then refuses the next read or write).
+GONE = (WebSocketDisconnect, WebSocketDisconnected)
 
 
 @dataclass(slots=True)
@@ -286,9 +289,7 @@ class Gateway:
             # the database, an update committed after it reaches this socket.
             await self._follow(conn, conn.channel)
             conn.reading = True
-            # Gone either way: the client's close as read, or the socket marked disconnected
-            # by a write that failed meanwhile (Starlette then refuses the next read).
-            with contextlib.suppress(WebSocketDisconnect, WebSocketDisconnected):
+            with contextlib.suppress(*GONE):
                 await self._read(conn)
         except asyncio.CancelledError:
             # Ours (idle, or the writer failed) is absorbed; the server's goes on.
@@ -310,8 +311,7 @@ class Gateway:
         error = None if writer.cancelled() else writer.exception()
         if error is None:
             return  # cancelled with its socket, or retired
-        gone = (WebSocketDisconnect, WebSocketDisconnected, OSError)  # just the client gone
-        if not isinstance(error, gone):
+        if not isinstance(error, (*GONE, OSError)):  # not just the client gone
             log.warning("connection writer failed", exc_info=error)
         self._end(conn, 1011)  # the socket ends with it
 
@@ -405,14 +405,7 @@ class Gateway:
                 if staff is None:
                     raise Unauthorized()
                 agency_id = staff[1]
-        except (
-            TimeoutError,
-            ValueError,
-            Unauthorized,
-            WebSocketDisconnect,
-            WebSocketDisconnected,
-            KeyError,
-        ):
+        except (TimeoutError, ValueError, Unauthorized, KeyError, *GONE):
             with contextlib.suppress(Exception):
                 await ws.close(code=1008)
             return None
