@@ -226,6 +226,8 @@ def test_production_checks_only_the_secrets_a_component_uses(
     monkeypatch.setenv("AIDPOST_ENV", "production")
     monkeypatch.setenv("AIDPOST_CORS_ORIGINS", '["https://organizer.example"]')
     monkeypatch.setenv("AIDPOST_BUS_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("AIDPOST_RATE_LIMIT_STORAGE", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("AIDPOST_STATUS_DATABASE_URL", "postgresql+asyncpg://db/aidpost_status")
     Settings().check_production(["status"])
     with pytest.raises(InsecureSettingsError) as refused:
         Settings().check_production(["messenger"])
@@ -241,6 +243,42 @@ def test_production_refuses_the_in_process_bus_for_one_component(
     monkeypatch.setenv("AIDPOST_CORS_ORIGINS", '["https://organizer.example"]')
     with pytest.raises(InsecureSettingsError, match="AIDPOST_BUS_URL=memory://"):
         Settings().check_production(["status"])
+
+
+def test_production_refuses_what_one_component_cannot_share(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A process of one component in production: its database unset (the SQLite default,
+    a file no replica or restart shares) or the in-memory rate-limit counter is refused; the
+    other components' databases are not its concern. All in one process, SQLite is allowed."""
+    monkeypatch.setenv("AIDPOST_ENV", "production")
+    monkeypatch.setenv("AIDPOST_CORS_ORIGINS", '["https://organizer.example"]')
+    monkeypatch.setenv("AIDPOST_BUS_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("AIDPOST_PARTICIPANT_API_KEY", "p" * 32)
+    with pytest.raises(InsecureSettingsError) as refused:
+        Settings().check_production(["participant"])
+    message = str(refused.value)
+    assert "AIDPOST_PARTICIPANT_DATABASE_URL is unset or SQLite" in message
+    assert "AIDPOST_RATE_LIMIT_STORAGE=memory://" in message
+    assert "AIDPOST_MESSENGER_DATABASE_URL" not in message
+    monkeypatch.setenv("AIDPOST_RATE_LIMIT_STORAGE", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("AIDPOST_PARTICIPANT_DATABASE_URL", "sqlite+aiosqlite:///p.db")
+    with pytest.raises(InsecureSettingsError, match="PARTICIPANT_DATABASE_URL is unset or SQL"):
+        Settings().check_production(["participant"])
+    monkeypatch.setenv("AIDPOST_PARTICIPANT_DATABASE_URL", "postgresql+asyncpg://db/aidpost_p")
+    Settings().check_production(["participant"])
+    # Every component in one process: SQLite and in-memory counters are its own to keep.
+    for name in ("AIDPOST_RATE_LIMIT_STORAGE", "AIDPOST_PARTICIPANT_DATABASE_URL"):
+        monkeypatch.delenv(name)
+    for name, value in {
+        "AIDPOST_BUS_URL": "memory://",
+        "AIDPOST_AUTH_SUPERADMIN_PASSWORD": "x7-Strong-Superadmin-Secret",
+        "AIDPOST_ORGANIZER_API_KEY": "k" * 32,
+        "AIDPOST_MESSENGER_API_KEY": "m" * 32,
+        "AIDPOST_WEB_SECRET": "w" * 32,
+    }.items():
+        monkeypatch.setenv(name, value)
+    Settings().check_production()
 
 
 async def test_the_edges_client_address_header_keys_the_rate_limit() -> None:

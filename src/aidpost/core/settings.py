@@ -284,12 +284,40 @@ class Settings(BaseSettings):
             problems.append("AIDPOST_CORS_ORIGINS must list origins, not '*'")
         if "web" in wanted and self.web.secure_cookies == "never":
             problems.append("AIDPOST_WEB_SECURE_COOKIES=never sends sessions over plain HTTP")
-        if set(SECRETS) - wanted and self.core.bus_url.startswith("memory:"):
+        if set(SECRETS) - wanted:  # components in processes of their own
+            problems += self._split_problems(wanted)
+        if problems:
+            raise InsecureSettingsError("refusing to start in production: " + "; ".join(problems))
+
+    def _split_problems(self, wanted: set[str]) -> list[str]:
+        """What a process holding only some components cannot share with the others: an
+        in-memory bus or rate-limit counter, or a database in a SQLite file of its own."""
+        problems = []
+        if self.core.bus_url.startswith("memory:"):
             problems.append(
                 "AIDPOST_BUS_URL=memory:// reaches no other process; set a redis:// URL"
             )
-        if problems:
-            raise InsecureSettingsError("refusing to start in production: " + "; ".join(problems))
+        if self.core.rate_limit_storage.startswith("memory:"):
+            problems.append(
+                "AIDPOST_RATE_LIMIT_STORAGE=memory:// counts in this process alone; "
+                "set a redis:// URL"
+            )
+        urls = {
+            "AIDPOST_AUTH_DATABASE_URL": self.auth_db,
+            "AIDPOST_ORGANIZER_DATABASE_URL": self.organizer_db,
+            "AIDPOST_PARTICIPANT_DATABASE_URL": self.participant_db,
+            "AIDPOST_MESSENGER_DATABASE_URL": self.messenger_db,
+            "AIDPOST_MAILER_DATABASE_URL": self.mailer_db,
+            "AIDPOST_STATUS_DATABASE_URL": self.status_db,
+        }
+        used = sorted({n for c in wanted for n in SECRETS.get(c, ()) if n in urls})
+        for name in used:
+            if urls[name].startswith("sqlite"):
+                problems.append(
+                    f"{name} is unset or SQLite, a file of this process alone; "
+                    "set a postgresql:// URL"
+                )
+        return problems
 
 
 # The secrets each component uses: what its process must be given, and all it is given.
