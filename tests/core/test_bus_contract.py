@@ -379,6 +379,24 @@ async def test_a_lease_has_one_owner_until_released_or_lapsed(bus: AnyBus) -> No
     assert await bus.lease("shard-1", "a", IDLE_MS) is True
 
 
+async def test_leases_taken_and_kept_many_at_once(bus: AnyBus) -> None:
+    assert await bus.lease("shard-2", "b", IDLE_MS) is True
+    names = ["shard-1", "shard-2", "shard-3"]
+    assert await bus.lease_many(names, "a", IDLE_MS) == {
+        "shard-1": True,
+        "shard-2": False,  # b's
+        "shard-3": True,
+    }
+    assert await bus.lease_many(["shard-1", "shard-3"], "a", IDLE_MS) == {
+        "shard-1": True,  # extended by its owner
+        "shard-3": True,
+    }
+    assert await bus.lease("shard-3", "b", IDLE_MS) is False
+    assert await bus.lease_many([], "a", IDLE_MS) == {}
+    await asyncio.sleep(PAST_IDLE)  # nobody extended them
+    assert await bus.lease_many(names, "b", IDLE_MS) == dict.fromkeys(names, True)
+
+
 async def test_members_are_counted_while_they_say_they_are_alive(bus: AnyBus) -> None:
     assert await bus.members("crew", "a", 10_000) == 1
     assert await bus.members("crew", "b", IDLE_MS) == 2

@@ -124,6 +124,33 @@ async def test_a_stopped_member_hands_over_at_once_and_a_dead_one_after_its_leas
     assert all(ns == list(range(10)) for ns in recorder.per_key().values())
 
 
+async def test_a_shard_given_up_while_its_lease_was_renewed_is_released(bus: AnyBus) -> None:
+    """The renewals go in one round trip, while the handling loop may give a shard up (a
+    member joined): a renewal that lands after the release must not keep the shard."""
+    recorder = Recorder()
+    a = member(bus, "a", recorder)
+    await a.rebalance()
+    assert len(a.owned) == SHARDS
+    real = bus.lease_many
+    given_up: list[int] = []
+
+    async def renew_while_giving_up(names, owner, ttl_ms):  # type: ignore[no-untyped-def]
+        a._target = SHARDS // 2  # as when another member is seen
+        await a._give_up_extra()  # what the handling loop does meanwhile
+        given_up.extend(set(range(SHARDS)) - a.owned)
+        return await real(names, owner, ttl_ms)  # the renewals land after the releases
+
+    bus.lease_many = renew_while_giving_up  # type: ignore[method-assign]
+    try:
+        await a.rebalance()
+    finally:
+        bus.lease_many = real  # type: ignore[method-assign]
+    assert len(given_up) == SHARDS // 2 and len(a.owned) == SHARDS // 2
+    for shard in given_up:  # free for another member at once, not after the lease
+        assert await bus.lease(a._lease(shard), "b", LEASE_MS) is True
+    await a.stop()
+
+
 async def test_what_a_dead_member_read_is_handled_first_by_the_next(bus: AnyBus) -> None:
     recorder = Recorder()
     a = member(bus, "a", recorder)

@@ -105,6 +105,10 @@ class Bus(Protocol):
         False if another owner holds it. A lease not extended lapses after ``ttl_ms``."""
         ...
 
+    async def lease_many(self, names: Sequence[str], owner: str, ttl_ms: int) -> dict[str, bool]:
+        """``lease`` for several names in one round trip: which ``owner`` holds now."""
+        ...
+
     async def release(self, name: str, owner: str) -> None:
         """Give the lease up, if ``owner`` still holds it."""
         ...
@@ -252,6 +256,9 @@ class MemoryBus:
             return False
         self._leases[name] = (owner, now + ttl_ms / 1000)
         return True
+
+    async def lease_many(self, names: Sequence[str], owner: str, ttl_ms: int) -> dict[str, bool]:
+        return {name: await self.lease(name, owner, ttl_ms) for name in names}
 
     async def release(self, name: str, owner: str) -> None:
         holder = self._leases.get(name)
@@ -489,6 +496,15 @@ class RedisBus:
         return bool(
             await self._redis.eval(_LEASE, 1, self._prefix + "lease:" + name, owner, ttl_ms)
         )
+
+    async def lease_many(self, names: Sequence[str], owner: str, ttl_ms: int) -> dict[str, bool]:
+        if not names:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.eval(_LEASE, 1, self._prefix + "lease:" + name, owner, ttl_ms)
+            replies = await pipe.execute()
+        return {name: bool(reply) for name, reply in zip(names, replies, strict=True)}
 
     async def release(self, name: str, owner: str) -> None:
         await self._redis.eval(_RELEASE, 1, self._prefix + "lease:" + name, owner)

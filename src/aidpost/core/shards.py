@@ -88,10 +88,20 @@ class ShardedConsumer:
         """Say this member is alive, keep its leases, and take free shards up to its share."""
         live = await self.bus.members(self.group, self.consumer, self.lease_ms)
         self._target = math.ceil(self.shards / max(live, 1))
-        for shard in sorted(self.owned):
+        # Every owned lease renewed in one round trip: on a saturated event loop each await
+        # is a wait behind everything else ready to run, and eight of them in a row once
+        # outlasted the lease.
+        held = sorted(self.owned)
+        kept = await self.bus.lease_many(
+            [self._lease(s) for s in held], self.consumer, self.lease_ms
+        )
+        for shard in held:
             if shard not in self.owned:
-                continue  # given up meanwhile: renewing would take it back
-            if not await self.bus.lease(self._lease(shard), self.consumer, self.lease_ms):
+                # Given up while the renewal was on its way, which may have taken it back.
+                if kept[self._lease(shard)]:
+                    await self.bus.release(self._lease(shard), self.consumer)
+                continue
+            if not kept[self._lease(shard)]:
                 log.warning("shard lease lost", extra={"shard": shard, "group": self.group})
                 self.owned.discard(shard)
                 self._drain.discard(shard)
