@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import Server, free_port, get_times, log, percentile, timed_get
 
-DEMO_PASSWORD = "demo-password-1234"
+from aidpost.demo import DEMO_PASSWORD
+
 PAGES = {
     "participant": ["/app/help", "/app/events/1", "/app/chats", "/app/settings"],
     "support": ["/console/live", "/console/events", "/console/issues", "/console/archives"],
