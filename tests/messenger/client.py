@@ -55,17 +55,22 @@ class Client:
 
     async def start_chat(self, within: float = 10.0) -> dict[str, Any]:
         """What the organizer UI's switch does (every 5 s there; faster here): ask for the
-        next request until a ``new_chat`` arrives."""
-        deadline = asyncio.get_running_loop().time() + within
-        while asyncio.get_running_loop().time() < deadline:
-            await self.send("start_chat", "")
-            while True:
-                frame = await self.next(within=5)
-                if frame["type"] == "new_chat":
-                    payload: dict[str, Any] = frame["payload"]
-                    return payload
-                if frame["type"] == "info":
-                    break
-                self.frames.append(frame)
-            await asyncio.sleep(0.1)
-        raise TimeoutError("no new chat")
+        next request until a ``new_chat`` arrives. Other frames are set aside for later calls
+        (not read again here: a frame set aside earlier would come back at once, forever)."""
+        kept, self.frames = self.frames, []
+        try:
+            deadline = asyncio.get_running_loop().time() + within
+            while asyncio.get_running_loop().time() < deadline:
+                await self.send("start_chat", "")
+                while True:
+                    frame = await self.next(within=5)
+                    if frame["type"] == "new_chat":
+                        payload: dict[str, Any] = frame["payload"]
+                        return payload
+                    if frame["type"] == "info":
+                        break
+                    kept.append(frame)
+                await asyncio.sleep(0.1)
+            raise TimeoutError("no new chat")
+        finally:
+            self.frames = kept + self.frames

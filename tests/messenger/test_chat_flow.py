@@ -12,10 +12,9 @@ import httpx
 import pytest
 import websockets
 
+from aidpost.demo import DEMO_PASSWORD
 from tests.contract.server import serve
 from tests.messenger.client import Client
-
-DEMO_PASSWORD = "demo-password-1234"
 
 
 class World:

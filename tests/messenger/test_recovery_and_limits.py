@@ -228,3 +228,51 @@ async def test_resume_reports_chats_closed_while_away(world: World) -> None:
     await back.send("resume", {"chats": {chat_id: 1}})
     assert (await back.next("closed_chat"))["payload"] == {"chatId": chat_id}
     await back.next("resumed")
+
+
+async def test_frames_dropped_for_a_full_queue_come_again_from_the_database(
+    tmp_path: Path,
+) -> None:
+    """A staff socket whose outbound queue (two frames here) overflows drops what does not
+    fit and, once drained, is resynchronised from the database: every message of every
+    chat arrives once, in order (the missed ones read in one query for all the chats)."""
+    env = {
+        "AIDPOST_RATE_LIMIT": "100000/minute",
+        "AIDPOST_MESSENGER_OUTBOUND_QUEUE": "2",
+        "AIDPOST_MESSENGER_ACTIONS_PER_SECOND": "1000",
+        "AIDPOST_MESSENGER_ACTIONS_BURST": "1000",
+    }
+    with serve(tmp_path, env, "--demo") as base:
+        world = World(base)
+        try:
+            staff = await Client.connect(base, await world.token("organizer", "support"))
+            await staff.next("chats")
+            phones: dict[str, Client] = {}
+            for n in range(3):
+                password = "a-long-password-1"
+                body = {
+                    "email": f"drop{n}@example.org",
+                    "password": password,
+                    "confirmPassword": password,
+                    "phoneNumber": "+48100200300",
+                }
+                r = await world.http.post("/participant-api/auth/sign-up", json=body)
+                assert r.status_code == 201, r.text
+                token = r.json()["token"]
+                await world.request_help(token, f"help {n}")
+                chat_id = (await staff.start_chat())["id"]
+                phones[chat_id] = await Client.connect(base, token, get_chats=False)
+            await asyncio.sleep(0.3)  # the phones subscribed
+            for n in range(1, 31):  # bursts: the consumer's batches hold many at once
+                for chat_id, phone in phones.items():
+                    await phone.send("send_message", {"chatId": chat_id, "message": f"m{n}"})
+            seen: dict[str, list[int]] = {chat_id: [] for chat_id in phones}
+            while sum(map(len, seen.values())) < 3 * 31:
+                payload = (await staff.next("user_message", within=10))["payload"]
+                seen[payload["chatId"]].append(payload["seq"])
+            with pytest.raises(TimeoutError):  # and nothing twice
+                await staff.next("user_message", within=0.5)
+            assert all(seqs == list(range(1, 32)) for seqs in seen.values()), seen
+            assert "outbound queue full; dropping" in (tmp_path / "server.log").read_text()
+        finally:
+            await world.http.aclose()

@@ -202,3 +202,54 @@ async def test_the_resend_check_goes_down_the_unique_index(tmp_path: Path) -> No
         whole_key = "(chat_id=? AND from_organizer=? AND author_id=? AND client_id=?)"
         assert searches and all(whole_key in s for s in searches), steps
     await db.dispose()
+
+
+async def test_history_after_reads_many_chats_in_few_queries(
+    world: tuple[MessengerService, Heard],
+) -> None:
+    """A resynchronisation's read: each chat's messages after its own sequence number, the
+    same as ``history`` per chat, in one query per 200 chats (not one per chat)."""
+    from sqlalchemy import event
+
+    from aidpost.messenger.models import Message
+    from aidpost.messenger.service import HISTORY_CHUNK
+
+    service, _heard = world
+    chats = [f"c{n:03}" for n in range(2 * HISTORY_CHUNK + 50)]
+    now = dt.datetime.now(dt.UTC)
+    async with service.db.transaction() as session:
+        for n, chat_id in enumerate(chats):
+            count = n % 4  # some chats have nothing
+            session.add(
+                Chat(id=chat_id, agencyId=1, eventId=1, organizerId=STAFF,
+                     participantId=PARTICIPANT, requestId=100 + n, ended=0, timeStart=now,
+                     lastSeq=count, startCommand=f"start-{chat_id}")
+            )  # fmt: skip
+            await session.flush()
+            for seq in range(1, count + 1):
+                session.add(
+                    Message(id=f"{chat_id}-{seq}", chatId=chat_id, seq=seq, authorId=PARTICIPANT,
+                            fromOrganizer=0, content=f"{chat_id} {seq}", timeSent=now,
+                            clientId=f"k{seq}")
+                )  # fmt: skip
+    after = {chat_id: n % 3 for n, chat_id in enumerate(chats)}  # seen 0, 1 or 2
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append(statement)
+
+    engine = service.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        found = await service.history_after(after)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(statements) == 3  # 450 chats: 200 + 200 + 50
+    expected = {}
+    for chat_id, seen in after.items():
+        if messages := await service.history(chat_id, seen):
+            expected[chat_id] = messages
+    assert found == expected
+    assert sum(map(len, found.values())) > 100
+    assert await service.history_after({}) == {}

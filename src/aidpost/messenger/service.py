@@ -737,6 +737,25 @@ class MessengerService:
             rows = (await session.scalars(stmt.order_by(Message.seq))).all()
         return [views.message(m) for m in rows]
 
+    async def history_after(self, after: dict[str, int]) -> dict[str, list[dict[str, Any]]]:
+        """``history`` of many chats at once: each chat's messages after its own sequence
+        number, oldest first, by chat; chats with nothing after are left out. One query per
+        ``HISTORY_CHUNK`` chats, an OR of one index range per chat (a staff member's
+        resynchronisation had been one query per chat: 15,000 of them for ESME's
+        load-test organizer)."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        items = sorted(after.items())
+        async with self.db.session() as session:
+            for start in range(0, len(items), HISTORY_CHUNK):
+                ranges = [
+                    and_(Message.chatId == chat, Message.seq > seq)
+                    for chat, seq in items[start : start + HISTORY_CHUNK]
+                ]
+                stmt = select(Message).where(or_(*ranges)).order_by(Message.chatId, Message.seq)
+                for m in (await session.scalars(stmt)).all():
+                    found.setdefault(m.chatId, []).append(views.message(m))
+        return found
+
     async def archived_chats(
         self, *, agency_id: int | None = None, participant_id: int | None = None
     ) -> list[dict[str, Any]]:
@@ -776,6 +795,11 @@ class MessengerService:
 
 
 SendKey = tuple[str, int, int, str]  # chat, from organizer, author, client id
+
+
+# Chats per query of ``history_after`` (two bound values each; SQLite's parser takes an OR
+# of this many terms well within its expression depth of 1,000).
+HISTORY_CHUNK = 200
 
 
 def stored_sends_query(keys: set[SendKey], *, sqlite: bool) -> Select[Message]:
