@@ -96,8 +96,8 @@ from common import (
 )
 
 from aidpost.cluster import Cluster, postgres_databases
+from aidpost.demo import DEMO_PASSWORD
 
-DEMO_PASSWORD = "demo-password-1234"
 POLLS = 10  # ESME's participant asks for its chats at most this often
 CONSUMERS = 2  # the cluster's default; see --consumers
 
@@ -181,7 +181,7 @@ async def staff_member(base: str, token: str, sci: float, run: Run) -> None:
 
 
 async def participant(base: str, token: str, number: int, smi: float, run: Run) -> None:
-    """ESME's participant worker."""
+    """ESME's participant worker; ``base`` is where its WebSocket goes."""
     try:
         ws = await connect(base, token)
     except Exception as exc:
@@ -227,9 +227,10 @@ async def participant(base: str, token: str, number: int, smi: float, run: Run) 
 
 
 async def add_participants(
-    http: httpx.AsyncClient, base: str, event_id: int, args: argparse.Namespace, run: Run
+    http: httpx.AsyncClient, sockets: list[str], event_id: int, args: argparse.Namespace, run: Run
 ) -> None:
-    """ESME's loop: wait ``cpi``, sign up, ask for help, start the worker; one at a time."""
+    """ESME's loop: wait ``cpi``, sign up, ask for help, start the worker; one at a time.
+    The workers' WebSockets go to ``sockets`` in turn."""
     tag = uuid.uuid4().hex[:8]
     while not run.done.is_set():
         await asyncio.sleep(args.cpi / 1000)
@@ -252,7 +253,7 @@ async def add_participants(
         except Exception as exc:
             run.stop(f"participant {n}: {exc}")
             return
-        run.spawn(participant(base, token, n, args.smi, run))
+        run.spawn(participant(sockets[n % len(sockets)], token, n, args.smi, run))
         run.participants += 1
 
 
@@ -302,6 +303,10 @@ class Target(Protocol):
         ...
 
     def cpu_seconds(self) -> Cpu: ...
+
+    def socket_bases(self, direct: bool) -> list[str]:
+        """Where the WebSockets go: the base URL, or (``direct``) each gateway's own."""
+        ...
 
     def finish(self, result: dict[str, Any]) -> None:
         """Add what is read from the servers after the run (memory, crashes)."""
@@ -371,6 +376,10 @@ class OneProcess:
     def cpu_seconds(self) -> Cpu:
         assert self.server is not None
         return Cpu({"server": self.server.cpu_seconds()})
+
+    def socket_bases(self, direct: bool) -> list[str]:
+        assert self.server is not None
+        return [self.server.base_url]
 
     def finish(self, result: dict[str, Any]) -> None:
         assert self.server is not None
@@ -463,6 +472,12 @@ class LocalCluster:
     def aidpost_processes(self) -> list[tuple[str, subprocess.Popen[bytes]]]:
         assert self.cluster is not None
         return [(p.name, p.popen) for p in self.cluster.processes if p.popen is not None]
+
+    def socket_bases(self, direct: bool) -> list[str]:
+        assert self.cluster is not None
+        if not direct:
+            return [self.cluster.url]
+        return [p.url for p in self.cluster.processes if p.name.startswith("gateway")]
 
     def cpu_seconds(self) -> Cpu:
         assert self.cluster is not None
@@ -637,8 +652,9 @@ async def scenario(base: str, args: argparse.Namespace, target: Target | None) -
         run = Run()
         cpu0 = target.cpu_seconds() if target else None
         client_cpu0 = client_cpu_seconds()
-        run.spawn(staff_member(base, staff_token, args.sci, run))
-        run.spawn(add_participants(http, base, event_id, args, run))
+        sockets = target.socket_bases(args.direct_sockets) if target else [base]
+        run.spawn(staff_member(sockets[0], staff_token, args.sci, run))
+        run.spawn(add_participants(http, sockets, event_id, args, run))
         run.spawn(progress(run, args.max_seconds))
         await run.done.wait()
         end = run.second()
@@ -698,6 +714,7 @@ def run_once(args: argparse.Namespace) -> dict[str, Any]:
             base = target.start()
         result = asyncio.run(scenario(base, args, target))
         result["cheap_hash"] = bool(args.cheap_hash)
+        result["direct_sockets"] = bool(args.direct_sockets)
         if target is not None:
             target.finish(result)
         print(json.dumps(result, indent=2), flush=True)
@@ -836,6 +853,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--redis", default="redis://127.0.0.1:6379/5", help="cluster: the bus (Redis URL)"
     )
     parser.add_argument("--keep-logs", action="store_true", help="cluster: keep the run directory")
+    parser.add_argument(
+        "--direct-sockets",
+        action="store_true",
+        help="cluster: WebSockets straight to the gateways in turn, not through HAProxy "
+        "(which holds at most half the descriptor limit in connections)",
+    )
     parser.add_argument("--runs", type=int, default=1, help="runs in a row, each on a fresh server")
     parser.add_argument(
         "--cheap-hash",
@@ -848,6 +871,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--base runs against a server that is up; --shape cluster starts one")
     if args.runs < 1 or args.gateways < 1 or args.consumers < 1:
         parser.error("--runs, --gateways and --consumers are at least 1")
+    if args.direct_sockets and args.shape != "cluster":
+        parser.error("--direct-sockets is for --shape cluster")
     if args.cheap_hash and args.base:
         parser.error("--cheap-hash sets up the server it starts; not with --base")
     if args.cheap_hash:

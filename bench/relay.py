@@ -37,8 +37,9 @@ servers spend idle (measured for ``--idle`` seconds before the steps, every sock
 machine); ``gw/frm``, aidpost's gateways' CPU per frame written; ``gen``, the load
 generator's cores; ``busy``, the machine's busy share of all cores; ``else``, busy cores
 nobody above accounts for (other work on the machine: when it is not near 0 the step was not
-measured alone); ``lost``, ``dup``, ``reord``; ``skip``, sends the generator dropped from
-its schedule.
+measured alone); ``cmt``, PostgreSQL transactions committed per delivery (the inverse of
+the consumers' messages per batch); ``lost``, ``dup``, ``reord``; ``skip``, sends the
+generator dropped from its schedule.
 
     bench/setup
     bench/.venv/bin/python bench/relay.py --system channels --pairs 20 --rates 200,400,800
@@ -165,7 +166,7 @@ def per_delivery_us(cpu_s: float, deliveries: int) -> float | None:
     return rounded(cpu_s * 1e6 / deliveries) if deliveries else None
 
 
-NOT_SERVERS = ("other", "redis", "postgres", "machine_busy", "machine_total")
+NOT_SERVERS = ("other", "redis", "postgres", "machine_busy", "machine_total", "postgres_commits")
 
 
 def servers_cpu(cpu: dict[str, float]) -> float:
@@ -179,7 +180,9 @@ def measure_idle(probe: CpuProbe, seconds: float) -> dict[str, float]:
     before = probe.sample()
     time.sleep(seconds)
     cpu = CpuProbe.delta(before, probe.sample())
-    cores = {k: v / seconds for k, v in cpu.items() if k != "machine_total"}
+    cores = {
+        k: v / seconds for k, v in cpu.items() if k not in ("machine_total", "postgres_commits")
+    }
     cores["servers"] = servers_cpu(cpu) / seconds
     return {k: round(v, 3) for k, v in cores.items() if not math.isnan(v)}
 
@@ -188,7 +191,11 @@ def cpu_figures(
     cpu: dict[str, float], delivered: int, generator_s: float, seconds: float, idle: float
 ) -> dict[str, Any]:
     """CPU seconds by role and per delivery; ``idle``: the servers' idle cores."""
-    roles = {k: v for k, v in cpu.items() if k not in ("machine_busy", "machine_total")}
+    roles = {
+        k: v
+        for k, v in cpu.items()
+        if k not in ("machine_busy", "machine_total", "postgres_commits")
+    }
     servers = servers_cpu(cpu)
     stores = sum(v for k, v in roles.items() if k in ("redis", "postgres") and not math.isnan(v))
     measured = sum(v for v in roles.values() if not math.isnan(v)) + generator_s
@@ -233,6 +240,10 @@ def summarize(
         **counts,
         **cpu_figures(cpu, delivered, generator_s, seconds, idle),
     }
+    commits = cpu.get("postgres_commits", math.nan)
+    if not math.isnan(commits) and delivered:
+        # Well below 1 when the consumers store many messages per transaction.
+        result["postgres_commits_per_delivery"] = round(commits / delivered, 3)
     if "gateways" in cpu:
         frames = delivered + counts["echoes_window"]
         result["gateway_cpu_us_per_frame"] = per_delivery_us(cpu["gateways"], frames)
@@ -245,7 +256,7 @@ def summarize(
 HEADER = (
     f"{'offered/s':>10} {'deliv/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
     f"{'µs/dlv':>7} {'net':>6} {'redis':>6} {'pg':>6} {'gw/frm':>6} {'gen':>5} {'busy':>5} "
-    f"{'else':>5} {'lost':>6} {'dup':>4} {'reord':>5} {'skip':>5}"
+    f"{'else':>5} {'cmt':>5} {'lost':>6} {'dup':>4} {'reord':>5} {'skip':>5}"
 )
 
 
@@ -262,6 +273,7 @@ def row(r: dict[str, Any]) -> str:
         f"{num(per.get('redis'), 6, 0)} {num(per.get('postgres'), 6, 0)} "
         f"{num(r.get('gateway_cpu_us_per_frame'), 6, 0)} {r['generator_cores']:>5.2f} "
         f"{num(r['machine_busy_share'], 5, 2)} {r['unaccounted_cores']:>5.2f} "
+        f"{num(r.get('postgres_commits_per_delivery'), 5, 2)} "
         f"{r['lost']:>6} {r['duplicates']:>4} "
         f"{r['reorders']:>5} {r['skipped']:>5}"
     )

@@ -188,6 +188,20 @@ def postgres_cpu() -> dict[int, float]:
     return {pid: cpu for pid, cpu in found.items() if not math.isnan(cpu)}
 
 
+def postgres_commits() -> float:
+    """Transactions committed on the local PostgreSQL server since its statistics were reset
+    (all databases; only the messenger's commit during a relay step), or NaN without psql."""
+    try:
+        done = subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-Atc",
+             "SELECT sum(xact_commit) FROM pg_stat_database"],
+            capture_output=True, text=True, timeout=10, check=True,
+        )  # fmt: skip
+        return float(done.stdout.strip())
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return math.nan
+
+
 def machine_cpu() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine, all cores, since boot."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -212,6 +226,7 @@ class CpuSample:
     roles: dict[str, float]
     postgres: dict[int, float]
     machine: tuple[float, float]
+    commits: float = math.nan
 
 
 @dataclass
@@ -226,7 +241,7 @@ class CpuProbe:
             role: sum(process_cpu_seconds(pid) for pid in pids) for role, pids in self.roles.items()
         }
         roles["redis"] = process_cpu_seconds(self.redis) if self.redis else math.nan
-        return CpuSample(roles, postgres_cpu(), machine_cpu())
+        return CpuSample(roles, postgres_cpu(), machine_cpu(), postgres_commits())
 
     @staticmethod
     def delta(before: CpuSample, after: CpuSample) -> dict[str, float]:
@@ -237,6 +252,7 @@ class CpuProbe:
         spent["postgres"] = sum(pg) if after.postgres else math.nan
         spent["machine_busy"] = after.machine[0] - before.machine[0]
         spent["machine_total"] = after.machine[1] - before.machine[1]
+        spent["postgres_commits"] = after.commits - before.commits  # a count, not seconds
         return spent
 
 
