@@ -101,7 +101,7 @@ class MessengerSettings(BaseSettings):
     consumer_batch: int = 200
     # A consumer that finds commands waiting waits this long for more before handling them
     # (one transaction and commit for all); one that had to wait for its commands does not.
-    consumer_linger_ms: float = Field(default=2.0, ge=0, le=100)
+    consumer_linger_ms: float = Field(default=10.0, ge=0, le=100)
     # Key of the internal transcript API (the mailer sends chat transcripts).
     api_key: str = DEV_API_KEY
     # Commands go to this many shard streams by chat; each shard is handled by one consumer
