@@ -166,7 +166,9 @@ def per_delivery_us(cpu_s: float, deliveries: int) -> float | None:
     return rounded(cpu_s * 1e6 / deliveries) if deliveries else None
 
 
-NOT_SERVERS = ("other", "redis", "postgres", "machine_busy", "machine_total", "postgres_commits")
+# What CpuProbe.delta gives that is not a process's CPU: the machine's, and a count.
+NOT_CPU = ("machine_busy", "machine_total", "postgres_commits")
+NOT_SERVERS = ("other", "redis", "postgres", *NOT_CPU)
 
 
 def servers_cpu(cpu: dict[str, float]) -> float:
@@ -180,9 +182,8 @@ def measure_idle(probe: CpuProbe, seconds: float) -> dict[str, float]:
     before = probe.sample()
     time.sleep(seconds)
     cpu = CpuProbe.delta(before, probe.sample())
-    cores = {
-        k: v / seconds for k, v in cpu.items() if k not in ("machine_total", "postgres_commits")
-    }
+    kept = ("machine_busy",)  # the machine's busy cores, beside each role's
+    cores = {k: v / seconds for k, v in cpu.items() if k in kept or k not in NOT_CPU}
     cores["servers"] = servers_cpu(cpu) / seconds
     return {k: round(v, 3) for k, v in cores.items() if not math.isnan(v)}
 
@@ -191,11 +192,7 @@ def cpu_figures(
     cpu: dict[str, float], delivered: int, generator_s: float, seconds: float, idle: float
 ) -> dict[str, Any]:
     """CPU seconds by role and per delivery; ``idle``: the servers' idle cores."""
-    roles = {
-        k: v
-        for k, v in cpu.items()
-        if k not in ("machine_busy", "machine_total", "postgres_commits")
-    }
+    roles = {k: v for k, v in cpu.items() if k not in NOT_CPU}
     servers = servers_cpu(cpu)
     stores = sum(v for k, v in roles.items() if k in ("redis", "postgres") and not math.isnan(v))
     measured = sum(v for v in roles.values() if not math.isnan(v)) + generator_s

@@ -302,13 +302,10 @@ class Settings(BaseSettings):
                 "AIDPOST_RATE_LIMIT_STORAGE=memory:// counts in this process alone; "
                 "set a redis:// URL"
             )
+        components = ("auth", "organizer", "participant", "messenger", "mailer", "status")
         urls = {
-            "AIDPOST_AUTH_DATABASE_URL": self.auth_db,
-            "AIDPOST_ORGANIZER_DATABASE_URL": self.organizer_db,
-            "AIDPOST_PARTICIPANT_DATABASE_URL": self.participant_db,
-            "AIDPOST_MESSENGER_DATABASE_URL": self.messenger_db,
-            "AIDPOST_MAILER_DATABASE_URL": self.mailer_db,
-            "AIDPOST_STATUS_DATABASE_URL": self.status_db,
+            f"AIDPOST_{c.upper()}_DATABASE_URL": str(getattr(self, c).database_url)
+            for c in components
         }
         used = sorted({n for c in wanted for n in SECRETS.get(c, ()) if n in urls})
         for name in used:

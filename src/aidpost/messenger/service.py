@@ -174,7 +174,8 @@ class MessengerService:
         self.db, self.clock, self.hub, self.directory = db, clock, hub, directory
         self.max_message_chars = max_message_chars
         self.on_commit = on_commit
-        self._sends_in_sql = not is_sqlite(db.url)
+        # SQLite takes the ORM path for every batch and its own resend check.
+        self._sqlite = is_sqlite(db.url)
 
     # -- read models and queues ------------------------------------------------------------
 
@@ -344,7 +345,7 @@ class MessengerService:
     async def _handle_batch(self, events: Sequence[BusEvent]) -> None:
         if not events:
             return
-        if self._sends_in_sql and all(e.data.get("action") == "send_message" for e in events):
+        if not self._sqlite and all(e.data.get("action") == "send_message" for e in events):
             await self._handle_sends(events)
             return
         out = Outgoing()
@@ -477,8 +478,7 @@ class MessengerService:
         keys = {k for e in events if (k := _send_key({**e.data, "id": e.id})) is not None}
         if not keys:
             return {}
-        sqlite = session.get_bind().dialect.name == "sqlite"
-        rows = await session.scalars(stored_sends_query(keys, sqlite=sqlite))
+        rows = await session.scalars(stored_sends_query(keys, sqlite=self._sqlite))
         found: dict[SendKey, Message | NewMessage] = {
             (m.chatId, m.fromOrganizer, m.authorId, m.clientId): m for m in rows.all()
         }
