@@ -9,8 +9,10 @@ import json
 
 import asyncpg
 import pytest
+import redis.exceptions
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
 from aidpost.core import db as db_mod
 from aidpost.core.db import Database
@@ -106,6 +108,13 @@ class Orig(Exception):
         (DBAPIError("SELECT", {}, Orig("the database system is starting up", "57P03")), 503),
         (ConnectionRefusedError(111, "Connect call failed"), 503),
         (TimeoutError(), 503),
+        # out of connections: the server's, or the pool's
+        (DBAPIError("connect", {}, Orig("sorry, too many clients already", "53300")), 503),
+        (SQLAlchemyTimeout("QueuePool limit of size 5 overflow 10 reached"), 503),
+        # the bus or hub
+        (redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379."), 503),
+        (redis.exceptions.TimeoutError("Timeout reading from socket"), 503),
+        (redis.exceptions.ResponseError("WRONGTYPE Operation against a key"), 500),
     ],
 )
 async def test_what_counts_as_the_database_away(error: Exception, status: int) -> None:

@@ -334,15 +334,27 @@ class MemoryBus:
         return None
 
 
+def redis_client(url: str, **options: Any) -> Any:
+    """A redis-py client for aidpost's bus and hub. redis-py 8 asks every new connection
+    to enable maintenance notifications (Redis Enterprise's); other servers refuse, which
+    costs a round trip per connection and one more reply to read while reconnecting."""
+    from redis.asyncio import Redis
+
+    try:
+        from redis.maint_notifications import MaintNotificationsConfig
+    except ImportError:  # redis-py before 7: no such handshake
+        return Redis.from_url(url, **options)
+    off = MaintNotificationsConfig(enabled=False)
+    return Redis.from_url(url, maint_notifications_config=off, **options)
+
+
 class RedisBus:
     """Redis Streams adapter. Streams are capped (approximately) at ``maxlen`` entries."""
 
     lossless_cancel = False
 
     def __init__(self, url: str, *, prefix: str = "aidpost:", maxlen: int = 1_000_000) -> None:
-        from redis.asyncio import Redis
-
-        self._redis = Redis.from_url(url, decode_responses=False)
+        self._redis = redis_client(url, decode_responses=False)
         self._prefix = prefix
         self._maxlen = maxlen
         self._groups_ready: set[tuple[str, str]] = set()
@@ -413,7 +425,7 @@ class RedisBus:
             return []
         if not result:
             return []
-        entries: Any = result[0][1]  # type: ignore[index]
+        entries: Any = result[0][1]
         return self._deliveries(entries)
 
     async def read_many(

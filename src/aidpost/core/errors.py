@@ -9,7 +9,16 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+try:  # Redis is an extra: the embedded shape runs without it
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeout
+
+    _REDIS_AWAY: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeout)
+except ImportError:  # pragma: no cover - installed everywhere the tests run
+    _REDIS_AWAY = ()
 
 
 class ApiError(Exception):
@@ -149,7 +158,7 @@ async def validation_error_handler(_request: Request, exc: Exception) -> JSONRes
 
 
 async def unhandled_error_handler(_request: Request, exc: Exception) -> JSONResponse:
-    if _database_away(exc):
+    if service_away(exc):
         # Not the request's fault and not a bug: the database (or the way to it) went away.
         response = error_response(503, "The database is unavailable; try again in a moment.")
         response.headers["Retry-After"] = "1"
@@ -157,16 +166,24 @@ async def unhandled_error_handler(_request: Request, exc: Exception) -> JSONResp
     return error_response(500, "Internal server error")
 
 
-def _database_away(exc: BaseException) -> bool:
-    """The database cannot be reached (or is busy), as opposed to a query it refused: a
-    connection lost or refused, a server starting or shutting down, SQLite's lock."""
+def service_away(exc: BaseException) -> bool:
+    """What a component needs cannot be reached, or is too busy, as opposed to a request
+    it refused: a database connection lost or refused, a server starting, shutting down
+    or out of connections, SQLite's lock; the bus or hub (Redis) unreachable. Not the
+    request's fault and not a bug: the same request may succeed in a moment."""
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated or isinstance(exc, InterfaceError):
             return True
         code = str(getattr(exc.orig, "sqlstate", "") or "")
-        if code.startswith(("08", "57P")):  # connection exception; server shutting down
+        # connection exception; server shutting down; insufficient resources (too many
+        # connections, out of memory or disk)
+        if code.startswith(("08", "57P", "53")):
             return True
         return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+    if isinstance(exc, SQLAlchemyTimeout):  # no pooled connection came free in time
+        return True
+    if isinstance(exc, _REDIS_AWAY):
+        return True
     # asyncpg's connect errors reach the caller as they are (refused, timed out).
     return isinstance(exc, ConnectionError | TimeoutError)
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -97,9 +99,9 @@ class RedisHub:
     """Redis pub/sub; one connection for publishing, one for this process's subscriptions."""
 
     def __init__(self, url: str, prefix: str = "aidpost:") -> None:
-        from redis.asyncio import Redis
+        from aidpost.core.bus import redis_client
 
-        self._redis: Any = Redis.from_url(url)
+        self._redis: Any = redis_client(url)
         self._prefix = prefix.encode()
         self._listeners = _Listeners()
         self._pubsub: Any = None
@@ -166,6 +168,7 @@ class RedisHub:
 
     async def _read(self) -> None:
         cut = len(self._prefix)
+        lost_logged = -math.inf  # while Redis is away, said once per 30 s, not per try
         while True:
             try:
                 if not self._pubsub.subscribed:
@@ -184,12 +187,15 @@ class RedisHub:
                     continue
                 channel = bytes(message["channel"])[cut:].decode()
                 self._listeners.dispatch(channel, bytes(message["data"]))
+                lost_logged = -math.inf
             except asyncio.CancelledError:
                 raise
             except Exception:
                 # redis-py reconnects and resubscribes on the next call (``_on_connected``
                 # then tells the listeners).
-                log.warning("hub connection lost; reconnecting", exc_info=True)
+                if time.monotonic() - lost_logged >= 30:
+                    log.warning("hub connection lost; reconnecting", exc_info=True)
+                    lost_logged = time.monotonic()
                 await asyncio.sleep(0.5)
 
     async def ping(self) -> bool:

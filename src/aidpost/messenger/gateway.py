@@ -26,18 +26,19 @@ import contextlib
 import json
 import logging
 import math
+import random
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
 from aidpost.core.bus import Bus, Coalesced
 from aidpost.core.bus import Event as BusEvent
-from aidpost.core.errors import Unauthorized
+from aidpost.core.errors import Unauthorized, service_away
 from aidpost.core.hub import Hub
 from aidpost.core.settings import MessengerSettings
 from aidpost.core.shards import shard_of, shard_stream
@@ -55,11 +56,14 @@ from aidpost.messenger.service import (
 )
 
 log = logging.getLogger("aidpost.gateway")
+T = TypeVar("T")
 PROTOCOL = "aidpost.1"
 RESYNC = "\x00resync"  # a queue item, not a frame: reload every chat this socket follows
 BACKFILL = "\x00backfill"  # a queue item: send one chat's messages after ``seen``
 HISTORY = "\x00history"  # a queue item: send ``chat_history`` from the database
 BUSY = "too busy to take this now; try again in a moment"
+UNAVAILABLE = "temporarily unavailable; try again in a moment"
+RETRY_MS = 1000  # what a client is told to wait after ``unavailable``
 # A socket's client is gone: its close was read, or Starlette marked the socket
 # disconnected after a write failed (it then refuses the next read or write).
 GONE = (WebSocketDisconnect, WebSocketDisconnected)
@@ -120,6 +124,7 @@ class Gateway:
         # gateway sent it since (see ``_watch_backlog``).
         self.backlog = [0] * settings.command_shards
         self._watcher: asyncio.Task[None] | None = None
+        self._away_count, self._away_logged = 0, -math.inf  # see ``_away``
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -189,19 +194,19 @@ class Gateway:
             if text == RESYNC or (conn.dropped and conn.queue.empty()):
                 await frames.flush()
                 conn.dropped = False
-                await self._resync(conn)
+                await self._patiently(self._resync, conn)
                 if text == RESYNC:
                     continue
             if text == BACKFILL:
                 await frames.flush()
                 chat = header["chat"]
-                await self._backfill(conn, chat, conn.seen.get(chat, 0), None)
+                await self._patiently(self._backfill, conn, chat, None)
                 continue
             if text == HISTORY:
                 await frames.flush()
                 # Read and sent in the writer's order: no live message can overtake it.
                 chat = header["chat"]
-                messages = await self.service.history(chat)
+                messages = await self._patiently(self.service.history, chat)
                 last = max([m["seq"] for m in messages], default=0)
                 conn.seen[chat] = max(conn.seen.get(chat, 0), last)
                 await ws.send_text(
@@ -228,7 +233,7 @@ class Gateway:
                         continue  # already delivered (a backfill got there first)
                     if seq > last + 1:
                         await frames.flush()
-                        await self._backfill(conn, chat, last, seq - 1)
+                        await self._patiently(self._backfill, conn, chat, seq - 1)
                     conn.seen[chat] = seq
                 elif conn.ext:
                     # aidpost clients load or resume a chat before they follow it; what they
@@ -238,10 +243,39 @@ class Gateway:
                     conn.seen[chat] = seq  # ESME's clients: follow from what they got
             frames.add(text)
 
-    async def _backfill(self, conn: Connection, chat: str, after: int, until: int | None) -> None:
-        for message in await self.service.history(chat, after, until):
+    async def _backfill(self, conn: Connection, chat: str, until: int | None) -> None:
+        """The chat's messages after the last one sent (``seen``), up to ``until``."""
+        for message in await self.service.history(chat, conn.seen.get(chat, 0), until):
             await conn.ws.send_text(views.frame("user_message", message))
             conn.seen[chat] = message["seq"]
+
+    async def _patiently(self, read: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """A writer's read from the database, tried again while the database is away
+        (lost, restarting, out of connections): the socket waits in order rather than
+        being closed, and a reconnecting crowd does not make it worse. Each try starts
+        from what was sent so far (``seen``); a bug or a client gone still raises."""
+        delay = 0.1
+        while True:
+            try:
+                return await read(*args)
+            except Exception as exc:
+                if not service_away(exc):
+                    raise
+                self._away(exc)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 5.0)
+
+    def _away(self, exc: BaseException) -> None:
+        """Logged at most every 10 s, with how many times it happened meanwhile: when the
+        database goes, every socket finds out."""
+        self._away_count += 1
+        now = time.monotonic()
+        if now - self._away_logged >= 10:
+            log.warning(
+                "database or bus unavailable; waiting", exc_info=exc,
+                extra={"times": self._away_count},
+            )  # fmt: skip
+            self._away_logged, self._away_count = now, 0
 
     async def _resync(self, conn: Connection) -> None:
         """After updates may have been lost: chats started and closed meanwhile, then the
@@ -252,7 +286,7 @@ class Gateway:
             for chat_id in sorted(conn.known - ids):
                 # Ended meanwhile: its last messages, then the end, as they would have come.
                 if chat_id in conn.seen:
-                    await self._backfill(conn, chat_id, conn.seen[chat_id], None)
+                    await self._backfill(conn, chat_id, None)
                     conn.seen.pop(chat_id, None)
                 conn.known.discard(chat_id)
                 await conn.ws.send_text(views.frame("closed_chat", {"chatId": chat_id}))
@@ -299,7 +333,14 @@ class Gateway:
         try:
             # Subscribed before the first frame is read: whatever ``get_chats`` reads from
             # the database, an update committed after it reaches this socket.
-            await self._follow(conn, conn.channel)
+            try:
+                await self._follow(conn, conn.channel)
+            except Exception as exc:
+                if not service_away(exc):
+                    raise
+                self._away(exc)
+                conn.ended = 1013  # try again later
+                return
             conn.reading = True
             with contextlib.suppress(*GONE):
                 await self._read(conn)
@@ -421,6 +462,16 @@ class Gateway:
             with contextlib.suppress(Exception):
                 await ws.close(code=1008)
             return None
+        except Exception as exc:
+            # The token could not be checked (the database, or the keys, out of reach):
+            # not refused, but "try again later" (1013); a bug closes it as an error.
+            if service_away(exc):
+                self._away(exc)
+            else:
+                log.error("socket authentication failed", exc_info=exc)
+            with contextlib.suppress(Exception):
+                await ws.close(code=1013 if service_away(exc) else 1011)
+            return None
         return Connection(
             id=uuid.uuid4().hex[:16],
             ws=ws,
@@ -436,15 +487,31 @@ class Gateway:
         first = not ids
         ids.add(conn.id)  # before the await: a second device arriving now must not subscribe
         if first:
-            await self.hub.subscribe(channel, self._on_update)
+            try:
+                await self.hub.subscribe(channel, self._on_update)
+            except BaseException:
+                # Not followed: no one is left believing it is (updates would not come).
+                await self._unfollow(conn, channel)
+                raise
 
     async def _unfollow_all(self, conn: Connection) -> None:
         for channel in [c for c, ids in self.by_channel.items() if conn.id in ids]:
-            ids = self.by_channel[channel]
-            ids.discard(conn.id)
-            if not ids:
-                del self.by_channel[channel]
+            await self._unfollow(conn, channel)
+
+    async def _unfollow(self, conn: Connection, channel: str) -> None:
+        ids = self.by_channel.get(channel)
+        if ids is None:
+            return
+        ids.discard(conn.id)
+        if not ids:
+            del self.by_channel[channel]
+            try:
                 await self.hub.unsubscribe(channel, self._on_update)
+            except Exception as exc:
+                # The hub has forgotten the listener already; Redis may keep sending to
+                # this gateway until its connection is next made, which is harmless.
+                if not service_away(exc):
+                    log.warning("could not unsubscribe", exc_info=True)
 
     def _send(self, conn: Connection, kind: str, payload: Any) -> None:
         self._offer(conn, ({}, views.frame(kind, payload)))
@@ -484,7 +551,30 @@ class Gateway:
             if not isinstance(frame, dict) or not isinstance(frame.get("type", ""), str):
                 self._error(conn, "malformed message")
                 continue
-            await self._dispatch(conn, frame.get("type", ""), frame.get("payload"))
+            payload = frame.get("payload")
+            try:
+                await self._dispatch(conn, frame.get("type", ""), payload)
+            except GONE:
+                raise
+            except Exception as exc:
+                self._failed(conn, payload, exc)
+
+    def _failed(self, conn: Connection, payload: Any, exc: Exception) -> None:
+        """An action that could not be done: answered, and the socket stays. The database
+        or bus away is ``unavailable`` (aidpost's clients are told when to try again and,
+        for a message, which one; chat.js sends it again); anything else is a bug, logged,
+        and the client gets ESME's ``internal server error``."""
+        if not service_away(exc):
+            log.error("action failed", exc_info=exc, extra={"conn": conn.id})
+            self._error(conn, "internal server error")
+            return
+        self._away(exc)
+        error: dict[str, Any] = {"message": UNAVAILABLE}
+        if conn.ext:
+            error |= {"code": "unavailable", "retryMs": RETRY_MS}
+            if isinstance(payload, dict) and isinstance(payload.get("clientId"), str):
+                error["clientId"] = payload["clientId"][:64]
+        self._send(conn, "error", error)
 
     async def _dispatch(self, conn: Connection, kind: str, payload: Any) -> None:
         if kind == "get_chats":

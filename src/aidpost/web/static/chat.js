@@ -204,9 +204,11 @@ export class ChatConnection {
         break;
       }
       case "error":
-        // The server was too busy to take a message: it is still pending; send it again
-        // when the server says (a resend of a message it did store is stored once).
-        if (payload && payload.code === "busy" && this.pending.has(payload.clientId)) {
+        // The server was too busy to take a message, or could not reach its bus: it is
+        // still pending; send it again when the server says (a resend of a message it did
+        // store is stored once).
+        const again = payload && (payload.code === "busy" || payload.code === "unavailable");
+        if (again && this.pending.has(payload.clientId)) {
           const clientId = payload.clientId;
           setTimeout(() => {
             const m = this.pending.get(clientId);
