@@ -11,6 +11,10 @@ the CPU PostgreSQL's server processes for this database spent per message (read 
 counts CPU in ticks of 10 ms).
 
     .venv/bin/python bench/consumer_batch.py --sizes 1,10,50,100
+
+``--chats`` and ``--history`` make the database larger than PostgreSQL's buffers, as a
+long event's is: that many chats, and that many messages stored in them beforehand (ids
+made as the service makes them, COPY'd in), with the batches spread over all the chats.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ import argparse
 import asyncio
 import datetime as dt
 import os
+import random
 import statistics
 import time
 
 import asyncpg
+from sqlalchemy import text
 
 from aidpost.core.bus import Event
 from aidpost.core.clock import SystemClock
@@ -31,10 +37,9 @@ from aidpost.core.directory import LocalDirectory
 from aidpost.core.hub import MemoryHub
 from aidpost.core.migrate import upgrade
 from aidpost.messenger.models import Chat
-from aidpost.messenger.service import MessengerService
+from aidpost.messenger.service import MessengerService, new_id
 
 DATABASE = "aidpost_bench_consumer"
-CHATS = 100
 
 
 async def no_users(ids: list[int]) -> dict[str, object]:
@@ -51,9 +56,58 @@ def send(chat: int, key: int) -> Event:
             "agencyId": None,
             "gateway": "bench",
             "conn": "bench",
-            "payload": {"chatId": f"chat{chat:03}", "message": "x" * 100, "clientId": f"k{key}"},
+            "payload": {"chatId": chat_id(chat), "message": "x" * 100, "clientId": f"k{key}"},
         },
     )
+
+
+def chat_id(n: int) -> str:
+    return f"chat{n:06}"
+
+
+async def store_history(args: argparse.Namespace, chats: int) -> None:
+    """``args.history`` messages, round-robin over the chats, then the chats' counters."""
+    conn = await asyncpg.connect(f"{args.server}/{DATABASE}")
+    try:
+        now = dt.datetime.now(dt.UTC)
+        began = time.perf_counter()
+        step = 100_000
+        for start in range(0, args.history, step):
+            rows = [
+                (new_id(), chat_id(n % chats), n // chats + 1, n % chats + 1, 0, "x" * 100,
+                 now, None, None, f"h{n}")
+                for n in range(start, min(start + step, args.history))
+            ]  # fmt: skip
+            await conn.copy_records_to_table(
+                "messages",
+                records=rows,
+                columns=["id", "chat_id", "seq", "author_id", "from_organizer", "content",
+                         "time_sent", "lat", "lng", "client_id"],
+            )  # fmt: skip
+        await conn.execute(
+            "UPDATE chats SET last_seq = c.n FROM (SELECT chat_id, max(seq) AS n FROM messages"
+            " GROUP BY chat_id) AS c WHERE chats.id = c.chat_id"
+        )
+        await conn.execute("CHECKPOINT")
+        size = await conn.fetchval("SELECT pg_size_pretty(pg_total_relation_size('messages'))")
+        print(f"stored {args.history} messages over {chats} chats ({size} with indexes) "
+              f"in {time.perf_counter() - began:.0f} s", flush=True)  # fmt: skip
+    finally:
+        await conn.close()
+
+
+async def pages_read(service: MessengerService, admin: asyncpg.Connection) -> int:
+    """Pages the database's backends did not find in PostgreSQL's buffers so far. A
+    backend reports its counts when idle at least a second after its last report: wait,
+    end one more transaction, then read."""
+    await asyncio.sleep(1.1)
+    async with service.db.session() as session:
+        await session.execute(text("SELECT 1"))
+    await asyncio.sleep(0.2)
+    found = await admin.fetchval(
+        "SELECT blks_read FROM pg_stat_database WHERE datname = $1", DATABASE
+    )
+    return int(found)
 
 
 def backend_seconds(pids: list[int]) -> float:
@@ -79,11 +133,12 @@ async def run(args: argparse.Namespace) -> None:
         service = MessengerService(
             db, SystemClock(), MemoryHub(), LocalDirectory(no_users), max_message_chars=5000
         )
+        chats = args.chats
         async with db.transaction() as session:
-            for i in range(CHATS):
+            for i in range(chats):
                 session.add(
                     Chat(
-                        id=f"chat{i:03}",
+                        id=chat_id(i),
                         agencyId=1,
                         eventId=1,
                         organizerId=1,
@@ -95,6 +150,8 @@ async def run(args: argparse.Namespace) -> None:
                         startCommand=f"start{i}",
                     )
                 )
+        if args.history:
+            await store_history(args, chats)
         key = 0
         for _ in range(20):  # warm up: statement caches, prepared statements, the pool
             key += 1
@@ -106,23 +163,27 @@ async def run(args: argparse.Namespace) -> None:
             )
         ]
         heads = ("batch", 6), ("wall ms", 9), ("cpu ms", 8), ("cpu µs/message", 15)
-        print(" ".join(f"{h:>{w}}" for h, w in (*heads, ("pg µs/message", 14))))
+        more = ("pg µs/message", 14), ("pages read/message", 19)
+        print(" ".join(f"{h:>{w}}" for h, w in (*heads, *more)))
         for size in args.sizes:
             walls, cpus = [], []
             pg_before = backend_seconds(pids)
+            read_before = await pages_read(service, admin)
             for _ in range(args.batches):
                 batch = []
-                for j in range(size):
+                for _ in range(size):
                     key += 1
-                    batch.append(send(j % CHATS, key))
+                    batch.append(send(random.randrange(chats), key))
                 wall, cpu = time.perf_counter(), time.process_time()
                 await service.handle_commands(batch)
                 walls.append(time.perf_counter() - wall)
                 cpus.append(time.process_time() - cpu)
             pg = (backend_seconds(pids) - pg_before) * 1e6 / (size * args.batches)
+            read = (await pages_read(service, admin) - read_before) / (size * args.batches)
             w, c = statistics.median(walls), statistics.median(cpus)
             print(
-                f"{size:>6} {w * 1e3:>9.2f} {c * 1e3:>8.2f} {c * 1e6 / size:>15.0f} {pg:>14.0f}",
+                f"{size:>6} {w * 1e3:>9.2f} {c * 1e3:>8.2f} {c * 1e6 / size:>15.0f} {pg:>14.0f}"
+                f" {read:>19.2f}",
                 flush=True,
             )
     finally:
@@ -138,6 +199,8 @@ def main() -> None:
         "--sizes", type=lambda t: [int(x) for x in t.split(",")], default=[1, 10, 50, 100]
     )
     parser.add_argument("--batches", type=int, default=100, help="batches timed per size")
+    parser.add_argument("--chats", type=int, default=100, help="chats the sends go to")
+    parser.add_argument("--history", type=int, default=0, help="messages stored beforehand")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -253,3 +253,39 @@ async def test_history_after_reads_many_chats_in_few_queries(
     assert found == expected
     assert sum(map(len, found.values())) > 100
     assert await service.history_after({}) == {}
+
+
+def test_ids_are_laid_out_as_objectids_and_sort_by_time() -> None:
+    """24 hex characters as ESME's MongoDB ids: the seconds first (the primary key's B-tree
+    then grows at one end), unique, and in the order they were made within a second."""
+    import time
+
+    from aidpost.messenger.service import new_id
+
+    before = int(time.time())
+    ids = [new_id() for _ in range(10_000)]
+    assert all(len(i) == 24 and int(i, 16) >= 0 for i in ids)
+    assert len(set(ids)) == len(ids)
+    assert before <= int(ids[0][:8], 16) <= int(ids[-1][:8], 16) <= int(time.time())
+    same_second = [i for i in ids if i[:8] == ids[-1][:8]]
+    assert same_second == sorted(same_second) or same_second[-1][-6:] < same_second[0][-6:]
+
+
+async def test_messages_keep_the_indexes_their_lookups_use(databases: Databases) -> None:
+    """Lookups by chat go down uq_messages_chat_seq (chat_id first); resends down
+    uq_messages_client_id; no other index makes every insert pay."""
+    from sqlalchemy import inspect
+
+    db = Database(databases.urls["messenger"])
+    try:
+        await upgrade(db, "messenger")
+        async with db.engine.connect() as conn:
+            names = await conn.run_sync(
+                lambda c: {
+                    *(i["name"] for i in inspect(c).get_indexes("messages")),
+                    *(u["name"] for u in inspect(c).get_unique_constraints("messages")),
+                }
+            )
+        assert names == {"uq_messages_chat_seq", "uq_messages_client_id"}
+    finally:
+        await db.dispose()

@@ -92,9 +92,8 @@ class Message(Base):
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    chatId: Mapped[str] = mapped_column(
-        "chat_id", ForeignKey("chats.id", ondelete="CASCADE"), index=True
-    )
+    # Looked up by chat through uq_messages_chat_seq (chat_id first): no index of its own.
+    chatId: Mapped[str] = mapped_column("chat_id", ForeignKey("chats.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer)
     authorId: Mapped[int] = mapped_column("author_id", Integer)
     fromOrganizer: Mapped[int] = mapped_column("from_organizer", Integer)

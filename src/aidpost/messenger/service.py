@@ -12,9 +12,11 @@ pipeline publishes the frames to the users' channels. Start and close also write
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import logging
-import uuid
+import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,9 +58,21 @@ STAFF_ROLES = (2, 3, 4)  # owner, manager, support (ESME: admins cannot chat)
 QUEUE_PUSH_LIMIT = 1000  # places pushed live; a participant further back polls the API
 
 
+# A MongoDB ObjectId's layout: 4 bytes of seconds, 5 random bytes per process, a 3-byte
+# counter from a random start.
+_PROCESS = os.urandom(5).hex()
+_COUNTER = itertools.count(int.from_bytes(os.urandom(3), "big"))
+
+
 def new_id() -> str:
-    """24 hex characters, like the MongoDB ObjectIds ESME's clients know."""
-    return uuid.uuid4().hex[:24]
+    """24 hex characters laid out as the MongoDB ObjectIds ESME's clients know: the time
+    first, so ids made one after another sort together. The primary key's B-tree then
+    grows at its right-hand end instead of everywhere: a random id makes each insert touch
+    a random leaf, and a messages table larger than PostgreSQL's buffers reads and writes
+    pages for it. Unique per process (the counter) and across processes (the random
+    part); not secret (access is checked by membership, as ESME did)."""
+    seconds = int(time.time()) & 0xFFFFFFFF
+    return f"{seconds:08x}{_PROCESS}{next(_COUNTER) & 0xFFFFFF:06x}"
 
 
 def user_channel(realm: str, user_id: int) -> str:
