@@ -7,6 +7,7 @@ import contextlib
 import socket
 import threading
 from types import TracebackType
+from urllib.parse import urlsplit, urlunsplit
 
 
 class Cut:
@@ -83,3 +84,17 @@ class Cut:
         finally:
             with contextlib.suppress(OSError):
                 sink.shutdown(socket.SHUT_WR)
+
+
+def through(url: str, cut: Cut) -> str:
+    """``url`` (a database's or Redis's) with its host and port those of ``cut``."""
+    parts = urlsplit(url)
+    user = parts.netloc.rpartition("@")[0]
+    netloc = f"{user}@127.0.0.1:{cut.port}" if user else f"127.0.0.1:{cut.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def target(url: str) -> tuple[str, int]:
+    """The host and port ``url`` names."""
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 0

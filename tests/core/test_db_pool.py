@@ -5,7 +5,9 @@ and replaced before use; one used a moment ago fails its one request with a 503 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import socket
 
 import asyncpg
 import pytest
@@ -115,6 +117,11 @@ class Orig(Exception):
         (redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379."), 503),
         (redis.exceptions.TimeoutError("Timeout reading from socket"), 503),
         (redis.exceptions.ResponseError("WRONGTYPE Operation against a key"), 500),
+        (redis.exceptions.AuthenticationError("invalid password"), 500),  # configuration
+        # a database host restarting: not resolved, not reachable
+        (socket.gaierror(-2, "Name or service not known"), 503),
+        (OSError(errno.EHOSTUNREACH, "No route to host"), 503),
+        (FileNotFoundError(errno.ENOENT, "no such file"), 500),
     ],
 )
 async def test_what_counts_as_the_database_away(error: Exception, status: int) -> None:

@@ -104,3 +104,27 @@ async def test_a_dropped_subscription_is_noticed_and_comes_back() -> None:
         assert await inbox.next() == ("u:participant:9", b"after")
     finally:
         await hub.close()
+
+
+@pytest.mark.redis
+async def test_a_subscription_that_failed_is_made_again_next_time() -> None:
+    """Redis away at subscribe: it fails, and the hub does not believe it is subscribed (a
+    second subscribe once Redis is back subscribes, and the listener hears)."""
+    from tests.netcut import Cut, target, through
+
+    require("redis")
+    with Cut(target(REDIS_URL)) as cut:
+        hub = RedisHub(through(REDIS_URL, cut), f"aidpost-test:{uuid.uuid4().hex}:")
+        publisher = RedisHub(REDIS_URL, hub._prefix.decode())
+        inbox = Inbox()
+        try:
+            cut.down()
+            with pytest.raises(redis.exceptions.ConnectionError):
+                await hub.subscribe("c", inbox)
+            cut.up()
+            await hub.subscribe("c", inbox)
+            await publisher.publish([("c", b"hello")])
+            assert await inbox.next() == ("c", b"hello")
+        finally:
+            await hub.close()
+            await publisher.close()

@@ -53,6 +53,27 @@ async def while_frozen(pid: int, act: Any) -> None:
         os.kill(pid, signal.SIGCONT)
 
 
+def gateway_apart(
+    env: dict[str, str], tmp_path: Path, stack: ExitStack, name: str, **gateway: str
+) -> tuple[str, str]:
+    """The demo seeded, every component in one process, and a messenger gateway of its
+    own (data folder ``name``, environment ``env`` with ``gateway`` over it): both URLs."""
+    seed_demo(env, tmp_path / "seed")
+    for folder in ("all", name):
+        (tmp_path / folder).mkdir()
+    base = stack.enter_context(serve(tmp_path / "all", env))
+    gateway_env = {
+        **env,
+        "AIDPOST_AUTH_URL": base,
+        "AIDPOST_MESSENGER_PARTICIPANT_URL": base,
+        "AIDPOST_MESSENGER_ROLES": "gateway",
+        **gateway,
+    }
+    return base, stack.enter_context(
+        serve(tmp_path / name, gateway_env, "--component", "messenger")
+    )
+
+
 @pytest.mark.postgres
 async def test_a_chat_started_and_closed_while_updates_were_lost(
     postgres: Databases, tmp_path: Path
@@ -60,21 +81,9 @@ async def test_a_chat_started_and_closed_while_updates_were_lost(
     require("redis")
     prefix = f"aidpost-test-{uuid.uuid4().hex[:8]}:"
     env = _env(postgres, prefix)
-    seed_demo(env, tmp_path / "seed")
-    for name in ("all", "gw1"):
-        (tmp_path / name).mkdir()
     try:
         with ExitStack() as stack:
-            base = stack.enter_context(serve(tmp_path / "all", env))
-            gateway_env = {
-                **env,
-                "AIDPOST_AUTH_URL": base,
-                "AIDPOST_MESSENGER_PARTICIPANT_URL": base,
-                "AIDPOST_MESSENGER_ROLES": "gateway",
-            }
-            gw1 = stack.enter_context(
-                serve(tmp_path / "gw1", gateway_env, "--component", "messenger")
-            )
+            base, gw1 = gateway_apart(env, tmp_path, stack, "gw1")
             world = World(base)
             staff_token = await world.token("organizer", "support")
             participant_token = await world.token("participant", "participant")

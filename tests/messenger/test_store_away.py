@@ -1,10 +1,12 @@
-"""A gateway whose database or bus goes away keeps its sockets: actions are answered
-"unavailable" (with a retry hint and the message's client id for aidpost's clients), reads
-its sockets' writers need are tried again until the database is back, and nothing is
-missed or sent twice. Sockets that cannot be authenticated or subscribed meanwhile are
-closed with 1013 (try again later). Found in ESME's scenario at 2,000 sockets: a database
-out of connections turned every socket's resynchronisation into a closed socket, and a
-``get_chats`` into an exception in the ASGI application.
+"""A gateway whose database or bus goes away keeps its sockets: commands are answered
+"unavailable" (with a retry hint and the message's client id for aidpost's clients), a
+read a socket's state depends on is answered so and the socket ended with 1013 (the
+client reconnects and reads again), reads its sockets' writers need are tried again until
+the database is back, and nothing is missed or sent twice. Sockets that cannot be
+authenticated or subscribed meanwhile are closed with 1013 (try again later). Found in
+ESME's scenario at 2,000 sockets: a database out of connections turned every socket's
+resynchronisation into a closed socket, and a ``get_chats`` into an exception in the ASGI
+application.
 
 The gateway is a process of its own whose messenger database and Redis are reached through
 forwarders the test cuts (``tests/netcut.py``); the rest of aidpost runs in another
@@ -17,31 +19,17 @@ import uuid
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import websockets
 
 from aidpost.messenger.gateway import UNAVAILABLE
 from tests.conftest import Databases, drop_redis_keys, require
-from tests.contract.server import seed_demo, serve
 from tests.messenger.client import Client
 from tests.messenger.test_chat_flow import World
-from tests.messenger.test_lost_updates import frames_for
+from tests.messenger.test_lost_updates import frames_for, gateway_apart
 from tests.messenger.test_scale_out import _env
-from tests.netcut import Cut
-
-
-def through(url: str, cut: Cut) -> str:
-    parts = urlsplit(url)
-    user = parts.netloc.rpartition("@")[0]
-    netloc = f"{user}@127.0.0.1:{cut.port}" if user else f"127.0.0.1:{cut.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def target(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    return parts.hostname or "127.0.0.1", parts.port or 0
+from tests.netcut import Cut, target, through
 
 
 def unavailable(frame: dict[str, Any]) -> bool:
@@ -63,26 +51,16 @@ async def test_a_gateway_keeps_its_sockets_while_its_database_and_bus_are_away(
     require("redis")
     prefix = f"aidpost-test-{uuid.uuid4().hex[:8]}:"
     env = _env(postgres, prefix)
-    seed_demo(env, tmp_path / "seed")
-    for name in ("all", "gw"):
-        (tmp_path / name).mkdir()
     messenger_db, bus = env["AIDPOST_MESSENGER_DATABASE_URL"], env["AIDPOST_BUS_URL"]
     try:
         with ExitStack() as stack:
             db_cut = stack.enter_context(Cut(target(messenger_db)))
             bus_cut = stack.enter_context(Cut(target(bus)))
-            base = stack.enter_context(serve(tmp_path / "all", env))
-            gateway_env = {
-                **env,
-                "AIDPOST_AUTH_URL": base,
-                "AIDPOST_MESSENGER_PARTICIPANT_URL": base,
-                "AIDPOST_MESSENGER_ROLES": "gateway",
-                "AIDPOST_MESSENGER_DATABASE_URL": through(messenger_db, db_cut),
-                "AIDPOST_BUS_URL": through(bus, bus_cut),
-            }
-            gw = stack.enter_context(
-                serve(tmp_path / "gw", gateway_env, "--component", "messenger")
-            )
+            base, gw = gateway_apart(
+                env, tmp_path, stack, "gw",
+                AIDPOST_MESSENGER_DATABASE_URL=through(messenger_db, db_cut),
+                AIDPOST_BUS_URL=through(bus, bus_cut),
+            )  # fmt: skip
             world = World(base)
             staff_token = await world.token("organizer", "support")
             participant_token = await world.token("participant", "participant")
@@ -97,22 +75,32 @@ async def test_a_gateway_keeps_its_sockets_while_its_database_and_bus_are_away(
             for client in (desk, phone):
                 assert (await client.next("user_message", within=10))["payload"]["seq"] == 1
 
-            # The database away: reads are answered "unavailable"; the sockets stay.
+            # The database away: a read is answered "unavailable", then the socket ends with
+            # 1013 (its state depends on that read), and the client comes back for it.
             db_cut.down()
             await desk.send("get_chats", "")
             assert unavailable(await desk.next("error", within=10))
+            assert await closed_with(desk) == 1013
             await phone.send("get_chat_history", {"chatId": chat["id"]})
             assert unavailable(refused := await phone.next("error", within=10))
             assert refused["payload"]["code"] == "unavailable"
             assert refused["payload"]["retryMs"] >= 100
-            # a new staff socket cannot be checked: try again later
+            assert await closed_with(phone) == 1013
+            # a new staff socket cannot be checked: try again later (not refused: 1008)
             late = await Client.connect(gw, staff_token, get_chats=False)
             assert await closed_with(late) == 1013
             db_cut.up()
-            await desk.send("get_chats", "")
+            desk = await Client.connect(gw, staff_token)
             assert [c["id"] for c in (await desk.next("chats", within=10))["payload"]["chats"]] == [
                 chat["id"]
             ]
+            await desk.send("get_chat_history", {"chatId": chat["id"]})  # as ESME's UI does
+            assert len((await desk.next("chat_history", within=10))["payload"]["messages"]) == 1
+            phone = await Client.connect(gw, participant_token, get_chats=False)
+            await phone.send("hello", {"protocol": "aidpost.1"})
+            await phone.next("hello", within=10)
+            await phone.send("resume", {"chats": {chat["id"]: 1}})  # as chat.js does
+            await phone.next("resumed", within=10)
 
             # The bus away: a message cannot be taken; the phone is told which, and when.
             bus_cut.down()

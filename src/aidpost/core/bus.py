@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import inspect
 import json
 import logging
 import time
@@ -342,7 +343,9 @@ def redis_client(url: str, **options: Any) -> Any:
 
     try:
         from redis.maint_notifications import MaintNotificationsConfig
-    except ImportError:  # redis-py before 7: no such handshake
+    except ImportError:  # an older redis-py: no such handshake
+        return Redis.from_url(url, **options)
+    if "maint_notifications_config" not in inspect.signature(Redis.__init__).parameters:
         return Redis.from_url(url, **options)
     off = MaintNotificationsConfig(enabled=False)
     return Redis.from_url(url, maint_notifications_config=off, **options)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from http import HTTPStatus
 from typing import Any
 
@@ -13,12 +15,15 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 try:  # Redis is an extra: the embedded shape runs without it
+    from redis.exceptions import AuthenticationError, AuthorizationError
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeout
 
     _REDIS_AWAY: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeout)
+    _REDIS_REFUSED: tuple[type[Exception], ...] = (AuthenticationError, AuthorizationError)
 except ImportError:  # pragma: no cover - installed everywhere the tests run
-    _REDIS_AWAY = ()
+    _REDIS_AWAY = _REDIS_REFUSED = ()
+_NETWORK_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTDOWN}
 
 
 class ApiError(Exception):
@@ -182,10 +187,15 @@ def service_away(exc: BaseException) -> bool:
         return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
     if isinstance(exc, SQLAlchemyTimeout):  # no pooled connection came free in time
         return True
+    if isinstance(exc, _REDIS_REFUSED):  # a password or ACL wrong: configuration, not away
+        return False
     if isinstance(exc, _REDIS_AWAY):
         return True
-    # asyncpg's connect errors reach the caller as they are (refused, timed out).
-    return isinstance(exc, ConnectionError | TimeoutError)
+    # asyncpg's connect errors reach the caller as they are (refused, timed out, a host
+    # not resolved or not reachable while it restarts).
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _NETWORK_ERRNOS
 
 
 async def client_gone_handler(_request: Request, _exc: Exception) -> JSONResponse:

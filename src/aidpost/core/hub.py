@@ -137,7 +137,13 @@ class RedisHub:
             key = self._key(channel)
             confirmed = self._confirmations[key] = asyncio.Event()
             try:
-                await self._pubsub.subscribe(key)
+                try:
+                    await self._pubsub.subscribe(key)
+                except BaseException:
+                    # Not subscribed: forget the listener too, or the next subscribe of the
+                    # channel would believe it is (and a reconnect would not renew it).
+                    self._listeners.remove(channel, listener)
+                    raise
                 # redis-py reconnects and resubscribes by itself, silently: hear of it.
                 self._pubsub.connection.register_connect_callback(self._on_connected)
                 with contextlib.suppress(TimeoutError):

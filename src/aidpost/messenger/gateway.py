@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from sqlalchemy import text
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
 from aidpost.core.bus import Bus, Coalesced
@@ -64,6 +65,9 @@ HISTORY = "\x00history"  # a queue item: send ``chat_history`` from the database
 BUSY = "too busy to take this now; try again in a moment"
 UNAVAILABLE = "temporarily unavailable; try again in a moment"
 RETRY_MS = 1000  # what a client is told to wait after ``unavailable``
+# Actions that go to the consumers; a client that is refused one knows it and may send it
+# again (the rest are reads whose outcome the socket's state depends on).
+COMMANDS = ("send_message", "close_chat", "start_chat")
 # A socket's client is gone: its close was read, or Starlette marked the socket
 # disconnected after a write failed (it then refuses the next read or write).
 GONE = (WebSocketDisconnect, WebSocketDisconnected)
@@ -125,6 +129,9 @@ class Gateway:
         self.backlog = [0] * settings.command_shards
         self._watcher: asyncio.Task[None] | None = None
         self._away_count, self._away_logged = 0, -math.inf  # see ``_away``
+        self._probe: asyncio.Task[None] | None = None  # see ``_until_back``
+        # Channels whose hub subscription is on its way: later followers wait for it.
+        self._subscribing: dict[str, asyncio.Future[None]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -137,7 +144,7 @@ class Gateway:
     async def stop(self) -> None:
         """Tell every client to reconnect (to another gateway) and let them go."""
         self.closing = True
-        for task in (self._sweeper, self._watcher):
+        for task in (self._sweeper, self._watcher, self._probe):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -234,6 +241,8 @@ class Gateway:
                     if seq > last + 1:
                         await frames.flush()
                         await self._patiently(self._backfill, conn, chat, seq - 1)
+                        if seq <= conn.seen.get(chat, 0):
+                            continue  # a ``resume`` during the wait sent it already
                     conn.seen[chat] = seq
                 elif conn.ext:
                     # aidpost clients load or resume a chat before they follow it; what they
@@ -254,7 +263,6 @@ class Gateway:
         (lost, restarting, out of connections): the socket waits in order rather than
         being closed, and a reconnecting crowd does not make it worse. Each try starts
         from what was sent so far (``seen``); a bug or a client gone still raises."""
-        delay = 0.1
         while True:
             try:
                 return await read(*args)
@@ -262,8 +270,29 @@ class Gateway:
                 if not service_away(exc):
                     raise
                 self._away(exc)
-            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-            delay = min(delay * 2, 5.0)
+            if self._probe is None:
+                self._probe = asyncio.create_task(self._until_back(), name="ws-db-probe")
+            await asyncio.shield(self._probe)
+
+    async def _until_back(self) -> None:
+        """One task per gateway waits for the database to answer again (0.1 s doubling to
+        5 s, with jitter) while every waiting writer waits on it: thousands of sockets do
+        not each knock on a server that is down."""
+        try:
+            delay = 0.1
+            while True:
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, 5.0)
+                try:
+                    async with self.service.db.session() as session:
+                        await session.execute(text("SELECT 1"))
+                    return
+                except Exception as exc:
+                    if not service_away(exc):
+                        return  # not an outage: let the writers' own reads say what it is
+                    self._away(exc)
+        finally:
+            self._probe = None
 
     def _away(self, exc: BaseException) -> None:
         """Logged at most every 10 s, with how many times it happened meanwhile: when the
@@ -434,8 +463,11 @@ class Gateway:
         """The first frame, within the time limit: ``{"Authorization": "Bearer realm:jwt"}``.
         On failure the socket is closed (1008) without a word, as ESME did."""
         try:
-            async with asyncio.timeout(self.settings.auth_timeout_seconds):
-                raw = await ws.receive_text()
+            try:
+                async with asyncio.timeout(self.settings.auth_timeout_seconds):
+                    raw = await ws.receive_text()
+            except TimeoutError:
+                raise Unauthorized() from None  # no token in time: refused, as ESME did
             try:
                 frame = json.loads(raw) if len(raw) <= 8192 else None
             except RecursionError:
@@ -458,7 +490,7 @@ class Gateway:
                 if staff is None:
                     raise Unauthorized()
                 agency_id = staff[1]
-        except (TimeoutError, ValueError, Unauthorized, KeyError, *GONE):
+        except (ValueError, Unauthorized, KeyError, *GONE):
             with contextlib.suppress(Exception):
                 await ws.close(code=1008)
             return None
@@ -487,10 +519,27 @@ class Gateway:
         first = not ids
         ids.add(conn.id)  # before the await: a second device arriving now must not subscribe
         if first:
+            done = self._subscribing[channel] = asyncio.get_running_loop().create_future()
+            done.add_done_callback(lambda f: f.cancelled() or f.exception())  # read once
             try:
                 await self.hub.subscribe(channel, self._on_update)
-            except BaseException:
+            except BaseException as exc:
+                if isinstance(exc, Exception):
+                    done.set_exception(exc)
+                else:
+                    done.cancel()
                 # Not followed: no one is left believing it is (updates would not come).
+                await self._unfollow(conn, channel)
+                raise
+            else:
+                done.set_result(None)
+            finally:
+                if self._subscribing.get(channel) is done:
+                    del self._subscribing[channel]
+        elif (pending := self._subscribing.get(channel)) is not None:
+            try:
+                await asyncio.shield(pending)  # the first follower's subscription
+            except BaseException:
                 await self._unfollow(conn, channel)
                 raise
 
@@ -551,13 +600,19 @@ class Gateway:
             if not isinstance(frame, dict) or not isinstance(frame.get("type", ""), str):
                 self._error(conn, "malformed message")
                 continue
-            payload = frame.get("payload")
+            kind, payload = frame.get("type", ""), frame.get("payload")
             try:
-                await self._dispatch(conn, frame.get("type", ""), payload)
+                await self._dispatch(conn, kind, payload)
             except GONE:
                 raise
             except Exception as exc:
                 self._failed(conn, payload, exc)
+                if kind not in COMMANDS:
+                    # A read the socket's state depends on (its chats, a history, a
+                    # resume, the agency's queue) did not happen: after the answer, the
+                    # socket ends with 1013 and the client reconnects and reads again.
+                    code = 1013 if service_away(exc) else 1011
+                    asyncio.get_running_loop().call_later(0.05, self._end, conn, code)
 
     def _failed(self, conn: Connection, payload: Any, exc: Exception) -> None:
         """An action that could not be done: answered, and the socket stays. The database
@@ -591,7 +646,7 @@ class Gateway:
                 self._error(conn, f"you have no access to chat {chat_id[:64]}")
                 return
             self._offer(conn, ({"chat": chat.id}, HISTORY))
-        elif kind in ("send_message", "close_chat", "start_chat"):
+        elif kind in COMMANDS:
             await self._command(conn, kind, payload)
         elif kind == "hello" and isinstance(payload, dict) and payload.get("protocol") == PROTOCOL:
             conn.ext = True

@@ -60,8 +60,18 @@ QUEUE_PUSH_LIMIT = 1000  # places pushed live; a participant further back polls 
 
 # A MongoDB ObjectId's layout: 4 bytes of seconds, 5 random bytes per process, a 3-byte
 # counter from a random start.
-_PROCESS = os.urandom(5).hex()
-_COUNTER = itertools.count(int.from_bytes(os.urandom(3), "big"))
+_PROCESS: str
+_COUNTER: itertools.count[int]
+
+
+def _new_process() -> None:
+    global _PROCESS, _COUNTER
+    _PROCESS = os.urandom(5).hex()
+    _COUNTER = itertools.count(int.from_bytes(os.urandom(3), "big"))
+
+
+_new_process()
+os.register_at_fork(after_in_child=_new_process)  # a forked worker is a process of its own
 
 
 def new_id() -> str:
