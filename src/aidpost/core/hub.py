@@ -110,6 +110,7 @@ class RedisHub:
         self._lock = asyncio.Lock()
         self._confirmations: dict[bytes, asyncio.Event] = {}
         self._live = False  # subscribed once: every later connect is a reconnect
+        self._lost_logged = -math.inf  # while Redis is away, its loss is said every 30 s
 
     def _key(self, channel: str) -> bytes:
         return self._prefix + channel.encode()
@@ -157,6 +158,7 @@ class RedisHub:
         published while it was down is gone, so listeners are told to resynchronise."""
         if not self._live:
             return
+        self._lost_logged = -math.inf  # the next loss is said at once
         log.warning("hub reconnected; updates may have been lost")
         for callback in self._reconnect_callbacks:
             try:
@@ -174,7 +176,6 @@ class RedisHub:
 
     async def _read(self) -> None:
         cut = len(self._prefix)
-        lost_logged = -math.inf  # while Redis is away, said once per 30 s, not per try
         while True:
             try:
                 if not self._pubsub.subscribed:
@@ -193,15 +194,14 @@ class RedisHub:
                     continue
                 channel = bytes(message["channel"])[cut:].decode()
                 self._listeners.dispatch(channel, bytes(message["data"]))
-                lost_logged = -math.inf
             except asyncio.CancelledError:
                 raise
             except Exception:
                 # redis-py reconnects and resubscribes on the next call (``_on_connected``
                 # then tells the listeners).
-                if time.monotonic() - lost_logged >= 30:
+                if time.monotonic() - self._lost_logged >= 30:  # not once per try
                     log.warning("hub connection lost; reconnecting", exc_info=True)
-                    lost_logged = time.monotonic()
+                    self._lost_logged = time.monotonic()
                 await asyncio.sleep(0.5)
 
     async def ping(self) -> bool:

@@ -497,12 +497,13 @@ class Gateway:
         except Exception as exc:
             # The token could not be checked (the database, or the keys, out of reach):
             # not refused, but "try again later" (1013); a bug closes it as an error.
-            if service_away(exc):
+            away = service_away(exc)
+            if away:
                 self._away(exc)
             else:
                 log.error("socket authentication failed", exc_info=exc)
             with contextlib.suppress(Exception):
-                await ws.close(code=1013 if service_away(exc) else 1011)
+                await ws.close(code=1013 if away else 1011)
             return None
         return Connection(
             id=uuid.uuid4().hex[:16],
@@ -606,27 +607,35 @@ class Gateway:
             except GONE:
                 raise
             except Exception as exc:
-                self._failed(conn, payload, exc)
-                if kind not in COMMANDS:
-                    # A read the socket's state depends on (its chats, a history, a
-                    # resume, the agency's queue) did not happen: after the answer, the
-                    # socket ends with 1013 and the client reconnects and reads again.
-                    code = 1013 if service_away(exc) else 1011
-                    asyncio.get_running_loop().call_later(0.05, self._end, conn, code)
+                self._failed(conn, kind, payload, exc)
 
-    def _failed(self, conn: Connection, payload: Any, exc: Exception) -> None:
-        """An action that could not be done: answered, and the socket stays. The database
-        or bus away is ``unavailable`` (aidpost's clients are told when to try again and,
-        for a message, which one; chat.js sends it again); anything else is a bug, logged,
-        and the client gets ESME's ``internal server error``."""
-        if not service_away(exc):
+    def _failed(self, conn: Connection, kind: str, payload: Any, exc: Exception) -> None:
+        """An action that could not be done, answered. The database or bus away is
+        ``unavailable`` (aidpost's clients are told when to try again and, for a message,
+        which one; chat.js sends it again); anything else is a bug, logged, and the client
+        gets ESME's ``internal server error``. A refused command leaves the socket as it
+        was; after a read the socket's state depends on (its chats, a history, a resume,
+        the agency's queue), the socket ends (1013, or 1011 for a bug) and the client
+        reconnects and reads again."""
+        away = service_away(exc)
+        if away:
+            self._away(exc)
+            self._refuse(conn, UNAVAILABLE, "unavailable", RETRY_MS, payload)
+        else:
             log.error("action failed", exc_info=exc, extra={"conn": conn.id})
             self._error(conn, "internal server error")
-            return
-        self._away(exc)
-        error: dict[str, Any] = {"message": UNAVAILABLE}
+        if kind not in COMMANDS:
+            code = 1013 if away else 1011
+            asyncio.get_running_loop().call_later(0.05, self._end, conn, code)
+
+    def _refuse(
+        self, conn: Connection, message: str, code: str, retry_ms: int, payload: Any
+    ) -> None:
+        """``error``: ESME's clients get the message they know; aidpost's also a code,
+        when to try again, and which message (its client id) was not taken."""
+        error: dict[str, Any] = {"message": message}
         if conn.ext:
-            error |= {"code": "unavailable", "retryMs": RETRY_MS}
+            error |= {"code": code, "retryMs": retry_ms}
             if isinstance(payload, dict) and isinstance(payload.get("clientId"), str):
                 error["clientId"] = payload["clientId"][:64]
         self._send(conn, "error", error)
@@ -703,14 +712,9 @@ class Gateway:
             # Overload: refused now rather than queued past what the bus keeps. The client
             # knows it was not taken; aidpost's own clients are told which message and when
             # to send it again (ESME's get the plain error they know).
-            busy: dict[str, Any] = {"message": BUSY}
-            if conn.ext:
-                # Not sooner than the next backlog check could have let it in.
-                retry = max(1000, round(self.settings.backlog_check_seconds * 1000))
-                busy |= {"code": "busy", "retryMs": retry}
-                if isinstance(payload.get("clientId"), str):
-                    busy["clientId"] = payload["clientId"]
-            self._send(conn, "error", busy)
+            # Not sooner than the next backlog check could have let it in.
+            retry = max(1000, round(self.settings.backlog_check_seconds * 1000))
+            self._refuse(conn, BUSY, "busy", retry, payload)
             return
         # Counted before the await: the sockets whose commands share one XADD pipeline
         # each see the others'.
