@@ -119,18 +119,31 @@ class ChatRef:
     lastSeq: int
 
 
-# PostgreSQL's path for a batch of sends only (the common case under load): one statement
-# locks and reads the chats with the messages already stored under the batch's send keys
-# (resends: one unique-index lookup per key; JSON, usually none), one numbers and stores.
+# PostgreSQL's statements for batches of sends. Each chat and each send key is one probe
+# of a unique index, whatever the planner believes of the tables' sizes: asyncpg keeps a
+# prepared statement's generic plan for the connection's life, and one planned while the
+# tables were small (a fresh database, or statistics never gathered) joined the batch's keys
+# to a sequential scan of every message (LATERAL with LIMIT 1 is not flattened into such a
+# join) and read every chat for the lock.
+_SEND_KEYS = (
+    "unnest(CAST(:chats AS VARCHAR[]), CAST(:froms AS INTEGER[]),"
+    " CAST(:authors AS INTEGER[]), CAST(:clients AS VARCHAR[])) AS k(chat, frm, author, client)"
+    " CROSS JOIN LATERAL (SELECT * FROM messages WHERE chat_id = k.chat"
+    " AND from_organizer = k.frm AND author_id = k.author AND client_id = k.client LIMIT 1) m"
+)
+# The messages stored under the send keys ``chats``/``froms``/``authors``/``clients``.
+STORED_SENDS = text(f"SELECT m.* FROM {_SEND_KEYS}")
+# A batch of sends only (the common case under load): one statement locks and reads the
+# chats, in the order of ``ids`` (sorted by the caller: chat ids are hex of one length, so
+# that is the ORM path's ORDER BY id too), with the messages already stored under the
+# batch's send keys (resends; JSON, usually none); one numbers and stores.
 LOCK_CHATS = text(
-    "WITH locked AS (SELECT id, organizer_id, participant_id, ended, last_seq FROM chats"
-    " WHERE id = ANY(CAST(:ids AS VARCHAR[])) ORDER BY id FOR UPDATE),"
+    "WITH locked AS (SELECT c.* FROM unnest(CAST(:ids AS VARCHAR[])) AS i(id)"
+    " CROSS JOIN LATERAL (SELECT id, organizer_id, participant_id, ended, last_seq FROM chats"
+    " WHERE chats.id = i.id FOR UPDATE) c),"
     " stored AS (SELECT m.chat_id, json_agg(json_build_array(m.id, m.seq, m.author_id,"
     " m.from_organizer, m.content, m.time_sent, m.lat, m.lng, m.client_id)) AS found"
-    " FROM unnest(CAST(:chats AS VARCHAR[]), CAST(:froms AS INTEGER[]),"
-    " CAST(:authors AS INTEGER[]), CAST(:clients AS VARCHAR[])) AS k(chat, frm, author, client)"
-    " JOIN messages m ON m.chat_id = k.chat AND m.from_organizer = k.frm"
-    " AND m.author_id = k.author AND m.client_id = k.client GROUP BY m.chat_id)"
+    f" FROM {_SEND_KEYS} GROUP BY m.chat_id)"
     " SELECT l.id, l.organizer_id, l.participant_id, l.ended, l.last_seq, s.found"
     " FROM locked l LEFT JOIN stored s ON s.chat_id = l.id ORDER BY l.id"
 )
@@ -146,10 +159,12 @@ def _array_of(column: Any) -> str:
     return f"CAST(:{column.name} AS {kind}[])"
 
 
+# ``id = ANY``, not a join with the unnested ids: the join's plan for a small table read
+# every chat, and a generic plan kept it as the table grew.
 STORE_SENDS = text(
-    "WITH numbered AS (UPDATE chats SET last_seq = v.seq"
-    " FROM unnest(CAST(:chats AS VARCHAR[]), CAST(:last AS INTEGER[])) AS v(id, seq)"
-    " WHERE chats.id = v.id)"
+    "WITH numbered AS (UPDATE chats"
+    " SET last_seq = (CAST(:last AS INTEGER[]))[array_position(CAST(:ids AS VARCHAR[]), id)]"
+    " WHERE id = ANY(CAST(:ids AS VARCHAR[])))"
     f" INSERT INTO messages ({', '.join(name for name, _ in _COLUMNS)})"
     f" SELECT * FROM unnest({', '.join(map(_array_of, Message.__mapper__.columns))})"
 )
@@ -429,14 +444,7 @@ class MessengerService:
         commands = [{**e.data, "id": e.id} for e in events]
         keys = {k for c in commands if (k := _send_key(c)) is not None}
         async with self.db.transaction() as session:
-            ordered = sorted(keys)
-            params = {
-                "ids": sorted({_chat_id(c) for c in commands}),
-                "chats": [k[0] for k in ordered],
-                "froms": [k[1] for k in ordered],
-                "authors": [k[2] for k in ordered],
-                "clients": [k[3] for k in ordered],
-            }
+            params = {"ids": sorted({_chat_id(c) for c in commands}), **_key_params(keys)}
             chats: dict[str, ChatRef] = {}
             stored: dict[SendKey, Message | NewMessage] = {}
             for row in await session.execute(LOCK_CHATS, params):
@@ -458,7 +466,7 @@ class MessengerService:
                 touched = {m.chatId: chats[m.chatId].lastSeq for m in messages}
                 columns = {name: [getattr(m, attr) for m in messages] for name, attr in _COLUMNS}
                 await session.execute(
-                    STORE_SENDS, {"chats": list(touched), "last": list(touched.values()), **columns}
+                    STORE_SENDS, {"ids": list(touched), "last": list(touched.values()), **columns}
                 )
         faults.point("messenger.after_commit")
         await self.hub.publish(out.items)
@@ -498,11 +506,16 @@ class MessengerService:
         self, session: AsyncSession, events: Sequence[BusEvent]
     ) -> dict[SendKey, Message | NewMessage]:
         """Messages already stored for this batch's sends (a redelivery, a client's resend),
-        found with one query instead of one per message (``stored_sends_query``)."""
+        found with one query instead of one per message."""
         keys = {k for e in events if (k := _send_key({**e.data, "id": e.id})) is not None}
         if not keys:
             return {}
-        rows = await session.scalars(stored_sends_query(keys, sqlite=self._sqlite))
+        if self._sqlite:
+            rows = await session.scalars(stored_sends_query(keys))
+        else:
+            rows = await session.scalars(
+                select(Message).from_statement(STORED_SENDS), _key_params(keys)
+            )
         found: dict[SendKey, Message | NewMessage] = {
             (m.chatId, m.fromOrganizer, m.authorId, m.clientId): m for m in rows.all()
         }
@@ -826,18 +839,22 @@ SendKey = tuple[str, int, int, str]  # chat, from organizer, author, client id
 HISTORY_CHUNK = 200
 
 
-def stored_sends_query(keys: set[SendKey], *, sqlite: bool) -> Select[Message]:
-    """The messages stored under any of these send keys (and, on PostgreSQL, others of the
-    same chats and client ids; the caller keeps only its keys). On SQLite an OR of whole
-    keys, one lookup each down the unique index: without statistics SQLite read every
+def _key_params(keys: set[SendKey]) -> dict[str, list[Any]]:
+    """``STORED_SENDS``'s (and ``LOCK_CHATS``'s) parameters for these send keys."""
+    ordered = sorted(keys)
+    return {
+        "chats": [k[0] for k in ordered],
+        "froms": [k[1] for k in ordered],
+        "authors": [k[2] for k in ordered],
+        "clients": [k[3] for k in ordered],
+    }
+
+
+def stored_sends_query(keys: set[SendKey]) -> Select[Message]:
+    """SQLite's lookup of the messages stored under any of these send keys: an OR of whole
+    keys, one lookup each down the unique index (without statistics SQLite read every
     message of the chats for the chat and client ids alone, and it nests IN lists of each
-    column into the product of their lengths. PostgreSQL keeps the two IN lists, which its
-    planner takes in one index scan (an OR of many keys costs it planning time per batch)."""
-    if not sqlite:
-        return select(Message).where(
-            Message.chatId.in_(sorted({k[0] for k in keys})),
-            Message.clientId.in_(sorted({k[3] for k in keys})),
-        )
+    column into the product of their lengths). PostgreSQL's is ``STORED_SENDS``."""
     return select(Message).where(
         or_(
             *(
