@@ -35,9 +35,11 @@ PING_AFTER_IDLE_SECONDS = 2.0
 # Every execution of a prepared statement planned for the tables as they are then. asyncpg
 # keeps a connection's statements prepared, and PostgreSQL's default turns one into a
 # generic plan after five runs and keeps it: a plan made while a table was small (a fresh
-# database; statistics never gathered, or not since it grew) stays a sequential scan as the
-# table grows. The messenger's batch of sends read every message that way, 6.7 ms a batch
-# after 27 s of 2,000 messages/s. Planning again costs ~0.1 ms per statement.
+# database; statistics never gathered, or not since it grew) stays a sequential scan, or a
+# probe of the wrong index, as the table grows. The messenger's batch of sends read every
+# message that way, 6.7 ms a batch after 27 s of 2,000 messages/s; with generic plans of
+# its index probes, every message of the chat (docs/performance.md). Planning again costs
+# well under a millisecond per statement, a batch's, not a message's.
 CUSTOM_PLANS = {"plan_cache_mode": "force_custom_plan"}
 # Constraint names that are the same on every backend (migrations refer to them).
 NAMING_CONVENTION = {

@@ -120,11 +120,11 @@ class ChatRef:
 
 
 # PostgreSQL's statements for batches of sends. Each chat and each send key is one probe
-# of a unique index, whatever the planner believes of the tables' sizes: asyncpg keeps a
-# prepared statement's generic plan for the connection's life, and one planned while the
-# tables were small (a fresh database, or statistics never gathered) joined the batch's keys
-# to a sequential scan of every message (LATERAL with LIMIT 1 is not flattened into such a
-# join) and read every chat for the lock.
+# of a unique index: a LATERAL subquery (with LIMIT 1, which PostgreSQL does not flatten
+# into a join) planned for the tables as they are at each run (``aidpost.core.db``'s
+# CUSTOM_PLANS). A generic plan made while the tables were small joined the batch's keys to
+# a sequential scan of every message, and of these probes, reads every message of the chat
+# down the index of sequence numbers.
 _SEND_KEYS = (
     "unnest(CAST(:chats AS VARCHAR[]), CAST(:froms AS INTEGER[]),"
     " CAST(:authors AS INTEGER[]), CAST(:clients AS VARCHAR[])) AS k(chat, frm, author, client)"
@@ -159,8 +159,7 @@ def _array_of(column: Any) -> str:
     return f"CAST(:{column.name} AS {kind}[])"
 
 
-# ``id = ANY``, not a join with the unnested ids: the join's plan for a small table read
-# every chat, and a generic plan kept it as the table grew.
+# The chats by their primary key (``id = ANY``), not by a join of every chat with the ids.
 STORE_SENDS = text(
     "WITH numbered AS (UPDATE chats"
     " SET last_seq = (CAST(:last AS INTEGER[]))[array_position(CAST(:ids AS VARCHAR[]), id)]"
@@ -516,10 +515,7 @@ class MessengerService:
             rows = await session.scalars(
                 select(Message).from_statement(STORED_SENDS), _key_params(keys)
             )
-        found: dict[SendKey, Message | NewMessage] = {
-            (m.chatId, m.fromOrganizer, m.authorId, m.clientId): m for m in rows.all()
-        }
-        return {k: m for k, m in found.items() if k in keys}
+        return {(m.chatId, m.fromOrganizer, m.authorId, m.clientId): m for m in rows.all()}
 
     async def _send(
         self,
