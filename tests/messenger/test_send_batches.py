@@ -296,9 +296,10 @@ async def test_messages_keep_the_indexes_their_lookups_use(databases: Databases)
         await db.dispose()
 
 
-@pytest.mark.postgres
+@pytest.mark.parametrize("databases", [pytest.param("postgres", marks=pytest.mark.postgres)],
+                         indirect=True)  # fmt: skip
 async def test_a_batch_of_sends_probes_the_indexes_after_the_tables_grew(
-    world: tuple[MessengerService, Heard], databases: Databases
+    world: tuple[MessengerService, Heard],
 ) -> None:
     """PostgreSQL's statements for a batch of sends find each chat and each send key with a
     probe of a unique index, also on a connection that ran them while the tables were nearly
@@ -306,8 +307,6 @@ async def test_a_batch_of_sends_probes_the_indexes_after_the_tables_grew(
     statements prepared; PostgreSQL's generic plan made early joined the batch's keys to a
     sequential scan of every message: 6.7 ms a batch in a relay run of 27 s at 2,000
     messages/s). What the statements read is counted by PostgreSQL for the transaction."""
-    if databases.backend != "postgres":
-        pytest.skip("PostgreSQL's statements")
     service, _heard = world
     async with service.db.session() as session:
         # A generic plan of these statements, made while the messages table is small, probes
